@@ -1,0 +1,41 @@
+# Every target installs what it needs: a fresh clone needs only Python 3.11+, Go and make.
+PYTHON ?= python3
+VENV := .venv
+WAC := $(VENV)/bin/wacluster
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: venv demo test unit integration testenv-build testenv-up testenv-down crds clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+testenv-build: venv
+	$(WAC) testenv build
+
+testenv-up: testenv-build
+	$(WAC) testenv up
+
+testenv-down: venv
+	$(WAC) testenv down
+
+demo: testenv-build
+	$(VENV)/bin/python hack/demo.py
+
+# unit + integration: the control plane and PostgreSQL start once per session, inside pytest.
+test: testenv-build
+	$(PYTEST) -m "unit or integration"
+
+# The CRD is generated from the pydantic models; tests fail when the committed file drifts.
+crds: venv
+	$(WAC) crd -o crds/whatsappcluster.yaml
+
+unit: venv
+	$(PYTEST) -m unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache

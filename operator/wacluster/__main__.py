@@ -1,0 +1,5 @@
+import sys
+
+from wacluster.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The WhatsAppCluster API: pydantic models (the source of truth) and the generated CRD."""

@@ -1,0 +1,228 @@
+"""The WhatsAppCluster API, version wacluster.io/v1alpha1.
+
+These pydantic models are the single source of truth: `crds/whatsappcluster.yaml` is generated
+from them (`make crds`), and the operator parses every object it reconciles with them. Field
+descriptions become `kubectl explain` text; CEL rules in `json_schema_extra` become
+`x-kubernetes-validations` so bad input is rejected at admission with the rule's message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "wacluster.io"
+VERSION = "v1alpha1"
+KIND = "WhatsAppCluster"
+PLURAL = "whatsappclusters"
+SINGULAR = "whatsappcluster"
+SHORT_NAMES = ["wac"]
+
+SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]}
+
+
+def _free_form(description: str) -> Any:
+    """A Kubernetes core type we pass through unchanged (the apiserver validates it on the pods)."""
+    return Field(default=None, description=description,
+                 json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              use_attribute_docstrings=False)
+
+
+class ImageSpec(ApiModel):
+    """Where the wacluster image comes from; every role runs the same image."""
+
+    repository: str = Field("wacluster", description="Image repository without tag, e.g. registry.example.com/wacluster.")
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy for every pod of the cluster.")
+    pull_secrets: list[str] = Field(default_factory=list, description="Names of image pull Secrets in the cluster's namespace.")
+
+
+class RoleSpec(ApiModel):
+    """Placement and size of the pods of one role."""
+
+    replicas: int = Field(2, ge=0, le=64, description="Number of pods of this role.")
+    resources: dict[str, Any] | None = _free_form(
+        "Compute resources (requests/limits) of the role's container; sensible defaults when unset.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tolerations of the role's pods (core/v1 Toleration objects).",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}})
+    affinity: dict[str, Any] | None = _free_form(
+        "Affinity of the role's pods. When unset, pods of one role prefer distinct hosts and spread over zones.")
+
+
+class MastersSpec(RoleSpec):
+    replicas: int = Field(2, ge=1, le=9, description="Master pods; at least 2 for HA (one primary, the others secondary).")
+
+
+class CoreappsSpec(RoleSpec):
+    replicas: int = Field(2, ge=1, le=64, description="Coreapp pods; at least `shards`, plus standbys that take over a shard.")
+
+
+class WebappsSpec(RoleSpec):
+    replicas: int = Field(1, ge=1, le=32, description="Webapp pods serving the REST API.")
+
+
+class MonitoringSpec(ApiModel):
+    """Failure detection timings (seconds). Lower values fail over faster and cost more traffic."""
+
+    heartbeat_interval: float = Field(5, ge=0.2, le=300, description="Seconds between heartbeats from every master to every coreapp.")
+    unhealthy_interval: float = Field(30, ge=0.5, le=3600, description="Seconds without an answered heartbeat after which a primary coreapp is unhealthy.")
+    db_heartbeat_interval: float = Field(60, ge=0.5, le=3600, description="Seconds between a coreapp's heartbeat rows in the database.")
+    db_unhealthy_after: float = Field(120, ge=1, le=7200, description="Seconds without a database heartbeat after which a primary coreapp is unhealthy.")
+    lease_duration: float = Field(15, ge=1, le=300, description="Seconds the primary master's Lease is valid without renewal.")
+    renew_deadline: float = Field(10, ge=0.5, le=300, description="Seconds the primary master keeps trying to renew before it steps down.")
+    retry_period: float = Field(2, ge=0.1, le=60, description="Seconds between Lease acquire or renew attempts.")
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        ("self.unhealthyInterval >= 2.0 * self.heartbeatInterval",
+         "monitoring.unhealthyInterval must be at least twice monitoring.heartbeatInterval, so one lost heartbeat never triggers a failover"),
+        ("self.dbUnhealthyAfter > self.dbHeartbeatInterval",
+         "monitoring.dbUnhealthyAfter must be greater than monitoring.dbHeartbeatInterval"),
+        ("self.leaseDuration > self.renewDeadline && self.renewDeadline > self.retryPeriod",
+         "monitoring lease timings must satisfy leaseDuration > renewDeadline > retryPeriod"),
+    ))
+
+
+class SecretKeyRef(ApiModel):
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, description="Secret name in the cluster's namespace.")
+    username_key: str = Field("username", description="Key of the user name in the Secret.")
+    password_key: str = Field("password", description="Key of the password in the Secret.")
+
+
+class EmbeddedDatabaseSpec(ApiModel):
+    image: str = Field("postgres:16", description="PostgreSQL image run by the operator as a StatefulSet.")
+    storage_size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="Size of the database volume.")
+    storage_class_name: str | None = Field(None, description="Storage class of the database volume; the cluster default when unset.")
+
+
+class ExternalDatabaseSpec(ApiModel):
+    host: str = Field(..., min_length=1, description="Host name of the PostgreSQL server.")
+    port: int = Field(5432, ge=1, le=65535, description="Port of the PostgreSQL server.")
+    database: str = Field("whatsapp", min_length=1, description="Database name.")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq sslmode used by every role.")
+    credentials_secret: SecretKeyRef = Field(..., description="Secret holding the database user name and password.")
+
+
+class DatabaseSpec(ApiModel):
+    """The PostgreSQL database: run by the operator (embedded) or provided by you (external)."""
+
+    mode: Literal["embedded", "external"] = Field(
+        "embedded", description="embedded: the operator runs PostgreSQL; external: connect to `external`. Immutable.")
+    embedded: EmbeddedDatabaseSpec = Field(default_factory=EmbeddedDatabaseSpec, description="Settings of the embedded database.")
+    external: ExternalDatabaseSpec | None = Field(None, description="Connection to an external database (mode: external).")
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        ("self.mode != 'external' || has(self.external)",
+         "database.external (host and credentialsSecret) is required when database.mode is external"),
+        ("self.mode == oldSelf.mode",
+         "database.mode is immutable: create a new WhatsAppCluster to change it"),
+    ))
+
+
+class MediaSpec(ApiModel):
+    """The media volume shared by every role (the seeds' NFS directory)."""
+
+    size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="Size of the media volume the operator creates.")
+    storage_class_name: str | None = Field(None, description="Storage class of the media volume; the cluster default when unset.")
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] = Field(
+        "ReadWriteMany", description="Access mode of the media volume; ReadWriteMany lets pods on different nodes share it.")
+    existing_claim: str | None = Field(None, pattern=DNS_LABEL_PATTERN,
+                                       description="Use this existing PersistentVolumeClaim instead of creating one.")
+
+
+class ApiSpec(ApiModel):
+    """How the webapps' REST API is exposed and secured."""
+
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Type of the API Service.")
+    port: int = Field(9090, ge=1, le=65535, description="Port of the API Service (HTTPS).")
+    tls_secret_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN,
+                                        description="kubernetes.io/tls Secret for the API; a self-signed one is generated when unset.")
+    admin_secret_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN,
+                                          description="Secret with `username` and `password` of the API admin; generated when unset.")
+
+
+class GatewaySpec(ApiModel):
+    """The WhatsApp server coreapps connect to."""
+
+    mode: Literal["sandbox", "external"] = Field(
+        "sandbox", description="sandbox: the operator also runs the built-in simulated server; external: use `endpoint`.")
+    endpoint: str | None = Field(None, description="URL of the external gateway (mode: external).")
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        ("self.mode != 'external' || has(self.endpoint)", "gateway.endpoint is required when gateway.mode is external"),
+    ))
+
+
+class WhatsAppClusterSpec(ApiModel):
+    """Desired state of a WhatsApp Business API cluster in High Availability / multiconnect mode."""
+
+    version: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$",
+                                description="Version of the cluster: the image tag every role runs. The operator's own version when unset.")
+    image: ImageSpec = Field(default_factory=ImageSpec, description="Image repository and pull settings.")
+    masters: MastersSpec = Field(default_factory=MastersSpec, description="Master pods: Lease-elected primary and secondaries.")
+    coreapps: CoreappsSpec = Field(default_factory=CoreappsSpec, description="Coreapp pods: one per shard connected, the rest standby.")
+    webapps: WebappsSpec = Field(default_factory=WebappsSpec, description="Webapp pods: the REST API, routed by the shard map.")
+    shards: Literal[1, 2, 4, 8, 16, 32] = Field(1, description="Number of shards (multiconnect): 1, 2, 4, 8, 16 or 32.")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Failure detection and Lease timings.")
+    database: DatabaseSpec = Field(default_factory=DatabaseSpec, description="The PostgreSQL database.")
+    media: MediaSpec = Field(default_factory=MediaSpec, description="The shared media volume.")
+    api: ApiSpec = Field(default_factory=ApiSpec, description="Exposure and credentials of the REST API.")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="The WhatsApp server coreapps connect to.")
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        "Retain", description="On deletion: Retain keeps the volumes and database data; Delete removes them too.")
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        ("self.coreapps.replicas >= self.shards",
+         "coreapps.replicas must be at least shards: every shard needs its own coreapp"),
+    ))
+
+
+class Condition(ApiModel):
+    type: str = Field(..., description="Condition type: Ready, Progressing, Degraded or UpgradeInProgress.")
+    status: Literal["True", "False", "Unknown"] = Field(..., description="Status of the condition.")
+    reason: str = Field(..., description="One CamelCase word saying why.")
+    message: str = Field("", description="What happened, for a human.")
+    observed_generation: int | None = Field(None, description="The spec generation this condition was computed for.")
+    last_transition_time: str | None = Field(None, description="When the status last changed (RFC 3339).")
+
+
+class ShardStatus(ApiModel):
+    shard: int = Field(..., description="Shard number.")
+    coreapp: str | None = Field(None, description="Coreapp pod owning the shard; empty when unassigned.")
+    epoch: int = Field(0, description="Promotion epoch of the current owner.")
+    since: str | None = Field(None, description="When the current owner was promoted (RFC 3339).")
+
+
+class RoleStatus(ApiModel):
+    replicas: int = Field(0, description="Desired pods.")
+    ready: int = Field(0, description="Ready pods.")
+
+
+class WhatsAppClusterStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(None, description="The spec generation last reconciled.")
+    phase: str | None = Field(None, description="Pending, Progressing, Upgrading, Ready, Degraded or Failed.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, UpgradeInProgress.")
+    version: str | None = Field(None, description="Version every role currently runs.")
+    target_version: str | None = Field(None, description="Version being rolled out during an upgrade.")
+    masters: RoleStatus | None = Field(None, description="Master pod counts.")
+    coreapps: RoleStatus | None = Field(None, description="Coreapp pod counts.")
+    webapps: RoleStatus | None = Field(None, description="Webapp pod counts.")
+    primary_master: str | None = Field(None, description="Holder of the master Lease.")
+    shards: list[ShardStatus] = Field(default_factory=list, description="Shard map mirrored from the database.")
+    ready_summary: str | None = Field(None, description="Ready pods over desired pods, for `kubectl get`.")

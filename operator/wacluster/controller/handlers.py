@@ -1,0 +1,132 @@
+"""kopf handlers: each turns an event into a call of a plain function (see reconcile.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from wacluster.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, WhatsAppClusterSpec
+from wacluster.controller import metrics
+from wacluster.controller.reconcile import reconcile
+from wacluster.kube.objects import Objects
+from wacluster.resources.naming import CLUSTER_LABEL, MANAGED_BY
+from wacluster.resources.pods import ClusterView
+from wacluster.resources.secrets import retained_names
+
+log = logging.getLogger("wacluster.controller")
+
+RESYNC_SECONDS = 30.0           # level-based safety net; events wake the loop much sooner
+_triggers: dict[tuple[str, str], asyncio.Event] = {}
+_phases: dict[tuple[str, str], str] = {}
+_MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_KINDS = [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
+               ("", "v1", "configmaps"), ("batch", "v1", "jobs"), ("policy", "v1", "poddisruptionbudgets"),
+               ("", "v1", "serviceaccounts"), ("rbac.authorization.k8s.io", "v1", "roles"),
+               ("rbac.authorization.k8s.io", "v1", "rolebindings"), ("coordination.k8s.io", "v1", "leases")]
+
+
+def trigger(namespace: str | None, name: str | None) -> None:
+    event = _triggers.get((namespace or "", name or ""))
+    if event is not None:
+        event.set()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress in annotations only: the CRD's status schema is ours and would prune kopf's fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wacluster.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="wacluster.io", key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 120
+    settings.networking.request_timeout = 30
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: Any) -> None:
+    """One loop per WhatsAppCluster: reconcile, then sleep until something relevant changes."""
+    key = (namespace, name)
+    event = _triggers.setdefault(key, asyncio.Event())
+    objects: Objects = memo.objects
+    try:
+        while True:
+            event.clear()
+            body = await objects.get(f"{GROUP}/{VERSION}", KIND, name, namespace)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            await reconcile_once(objects, body, memo.default_version, logger)
+            try:
+                await asyncio.wait_for(event.wait(), timeout=RESYNC_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        _triggers.pop(key, None)
+        _phases.pop(key, None)
+        _publish_phases()
+
+
+async def reconcile_once(objects: Objects, body: dict[str, Any], default_version: str, logger) -> None:
+    meta = body["metadata"]
+    started = time.monotonic()
+    try:
+        result = await reconcile(objects, body, default_version)
+    except Exception as exc:
+        metrics.RECONCILES.labels(result="error").inc()
+        logger.exception("reconcile of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+        kopf.warn(body, reason="ReconcileError", message=str(exc)[:500])
+        return
+    finally:
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    metrics.RECONCILES.labels(result="applied" if not result.errors else "apply_failed").inc()
+    if result.status != {k: v for k, v in (body.get("status") or {}).items() if k in result.status}:
+        await objects.patch_status(f"{GROUP}/{VERSION}", KIND, meta["name"], meta["namespace"], result.status)
+    for kind, reason, message in result.events:
+        (kopf.warn if kind == "Warning" else kopf.info)(body, reason=reason, message=message)
+    _phases[(meta["namespace"], meta["name"])] = result.status.get("phase") or "Unknown"
+    _publish_phases()
+
+
+def _publish_phases() -> None:
+    counts: dict[str, int] = {}
+    for phase in _phases.values():
+        counts[phase] = counts.get(phase, 0) + 1
+    for phase in ("Pending", "Progressing", "Upgrading", "Ready", "Degraded", "Failed", "Unknown"):
+        metrics.CLUSTERS.labels(phase=phase).set(counts.get(phase, 0))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def cluster_event(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Spec changes wake the loop; our own status writes do not change the generation."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    if observed != body["metadata"].get("generation") or body["metadata"].get("deletionTimestamp"):
+        trigger(namespace, name)
+
+
+def _register_child_watch(group: str, version: str, plural: str) -> None:
+    @kopf.on.event(group, version, plural, labels=_MANAGED, id=f"child-{plural}")
+    def child_event(labels: kopf.Labels, namespace: str, **_: Any) -> None:
+        trigger(namespace, labels.get(CLUSTER_LABEL))
+
+
+for _group, _version, _plural in CHILD_KINDS:
+    _register_child_watch(_group, _version, _plural)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def cluster_deleted(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, logger, **_: Any) -> None:
+    """Apply deletionPolicy; owned objects are left to the garbage collector."""
+    spec = WhatsAppClusterSpec.model_validate(dict(body.get("spec") or {}))
+    view = ClusterView(name, namespace, body["metadata"]["uid"], spec, spec.version or memo.default_version)
+    kept = retained_names(view)
+    if spec.deletion_policy == "Delete":
+        objects: Objects = memo.objects
+        for kind, obj_name in kept:
+            await objects.delete("v1", kind, obj_name, namespace)
+        logger.info("deleted the data of %s/%s: %s", namespace, name, ", ".join(n for _, n in kept))
+    else:
+        logger.info("kept the data of %s/%s for re-attachment: %s", namespace, name,
+                    ", ".join(n for _, n in kept) or "nothing")

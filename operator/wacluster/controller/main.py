@@ -1,0 +1,94 @@
+"""`wacluster operator`: one active replica at a time, chosen by a Lease, running kopf.
+
+kopf's own peering makes replicas of equal priority all freeze; instead a standby here waits on
+a Lease named after the operator and only the holder runs kopf. On SIGTERM the holder stops kopf
+and releases the Lease, so a standby takes over within one retry period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+import kopf
+from prometheus_client import start_http_server
+
+from wacluster import __version__
+from wacluster.controller import handlers  # noqa: F401  (registers the handlers)
+from wacluster.controller import metrics
+from wacluster.domain.election import LeaderElector, Timings
+from wacluster.kube.connection import api_client
+from wacluster.kube.lease import KubeLeaseStore
+from wacluster.kube.objects import Objects
+
+log = logging.getLogger("wacluster.operator")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("operator", help="run the WhatsAppCluster operator")
+    parser.add_argument("--namespace", action="append", default=[],
+                        help="watch this namespace (repeatable); default: the operator's own namespace")
+    parser.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "8080")))
+    parser.add_argument("--lease-name", default="wacluster-operator")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    own_namespace = os.environ.get("WACLUSTER_NAMESPACE", "default")
+    namespaces = [] if args.all_namespaces else (args.namespace or [own_namespace])
+    return asyncio.run(_run(namespaces, own_namespace, args.metrics_port, args.lease_name))
+
+
+async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, lease_name: str) -> int:
+    if metrics_port:
+        start_http_server(metrics_port, addr=os.environ.get("WACLUSTER_METRICS_ADDR", "0.0.0.0"))
+    identity = os.environ.get("WACLUSTER_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    api = await api_client()
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown.set)
+
+    kopf_stop = asyncio.Event()
+    kopf_task: asyncio.Task | None = None
+    memo = kopf.Memo(objects=Objects(api), default_version=os.environ.get("WACLUSTER_DEFAULT_VERSION", __version__))
+
+    async def started(term: int) -> None:
+        nonlocal kopf_task
+        metrics.IS_LEADER.set(1)
+        log.info("%s leads the operator (term %d); watching %s", identity, term,
+                 ", ".join(namespaces) or "all namespaces")
+        kopf_task = asyncio.create_task(kopf.operator(
+            standalone=True, clusterwide=not namespaces, namespaces=namespaces,
+            stop_flag=kopf_stop, memo=memo))
+
+    async def stopped() -> None:
+        metrics.IS_LEADER.set(0)
+        kopf_stop.set()
+        if kopf_task is not None:
+            try:
+                await asyncio.wait_for(kopf_task, timeout=20)
+            except (asyncio.TimeoutError, Exception) as exc:  # shutting down anyway
+                log.warning("kopf did not stop cleanly: %s", exc)
+        if not shutdown.is_set():
+            # Lost the Lease without being asked to stop: exit so a restart starts clean.
+            log.error("lost the operator Lease; exiting so that only one replica acts")
+            shutdown.set()
+
+    elector = LeaderElector(KubeLeaseStore(api, lease_namespace, lease_name,
+                                           {"app.kubernetes.io/name": "wacluster-operator"}),
+                            identity, Timings(15, 10, 2))
+    log.info("%s campaigning for Lease %s/%s", identity, lease_namespace, lease_name)
+    await elector.run(started, stopped, shutdown)
+    await api.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(None))

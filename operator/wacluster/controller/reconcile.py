@@ -1,0 +1,179 @@
+"""One level-based reconciliation of a WhatsAppCluster: read the world, apply the desired
+objects, prune the ones no longer wanted, and compute the status. Safe to run any number of
+times, from any point, by a freshly restarted operator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from wacluster.api.v1alpha1 import GROUP, KIND, VERSION, WhatsAppClusterSpec
+from wacluster.controller.credentials import random_password, self_signed_certificate
+from wacluster.domain.cluster_status import Observation, RoleCounts, compute_status, merge_conditions
+from wacluster.domain.upgrade import JobPhase, Rollout, plan_rollout
+from wacluster.kube.objects import Objects, owner_reference
+from wacluster.resources.cluster import owned_objects, unowned_objects
+from wacluster.resources.naming import CLUSTER_LABEL, MANAGED_BY, Names
+from wacluster.resources.pods import ClusterView
+from wacluster.resources.secrets import generated_secrets
+
+log = logging.getLogger("wacluster.controller")
+
+SHARD_MAP_ANNOTATION = "wacluster.io/shard-map"
+# Kinds the operator prunes when they are no longer desired (never claims or data secrets).
+PRUNABLE = [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
+            ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job"), ("v1", "ConfigMap")]
+
+
+@dataclass
+class ReconcileResult:
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    errors: list[str] = field(default_factory=list)
+
+
+def job_phase(job: dict[str, Any] | None) -> JobPhase:
+    if job is None:
+        return "Absent"
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Succeeded"
+        if cond.get("status") == "True" and cond.get("type") in ("Failed", "FailureTarget"):
+            return "Failed"
+    return "Running"
+
+
+def _role_counts(deployment: dict[str, Any] | None, desired: int) -> RoleCounts:
+    if deployment is None:
+        return RoleCounts(desired, 0, 0)
+    status = deployment.get("status") or {}
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    return RoleCounts(desired, status.get("readyReplicas", 0) or 0,
+                      (status.get("updatedReplicas", 0) or 0) if current else 0)
+
+
+async def reconcile(objects: Objects, body: dict[str, Any], default_version: str) -> ReconcileResult:
+    meta = body["metadata"]
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    generation = meta.get("generation", 1)
+    spec = WhatsAppClusterSpec.model_validate(body.get("spec") or {})
+    old_status = body.get("status") or {}
+    names = Names(name)
+    target = spec.version or default_version
+    deployed = old_status.get("version")
+
+    job = await objects.get("batch/v1", "Job", names.dbupgrade_job(target), namespace)
+    rollout = plan_rollout(target, deployed, job_phase(job))
+    view = ClusterView(name, namespace, uid, spec, rollout.run_version)
+    owner = owner_reference(f"{GROUP}/{VERSION}", KIND, name, uid)
+    result = ReconcileResult(status={})
+
+    for secret in generated_secrets(view, random_password, self_signed_certificate):
+        data_secret = secret["metadata"]["name"] == names.database_secret
+        await objects.create_if_absent(secret, namespace, None if data_secret else owner)
+    for obj in unowned_objects(view):
+        await objects.create_if_absent(obj, namespace)
+
+    desired = owned_objects(view, rollout.job_version)
+    for obj in desired:
+        try:
+            if obj["kind"] == "Job":
+                await objects.create_if_absent(obj, namespace, owner)  # a Job's template is immutable
+            else:
+                await objects.apply(obj, namespace, owner)
+        except ApiException as exc:
+            message = _api_message(exc)
+            result.errors.append(f"{obj['kind']} {obj['metadata']['name']}: {message}")
+    await _prune(objects, namespace, name, desired, keep_job=names.dbupgrade_job(target))
+
+    observation = await _observe(objects, view, spec, generation, rollout)
+    status = compute_status(observation)
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status["conditions"] = merge_conditions(old_status.get("conditions") or [], status["conditions"], now)
+    if result.errors:
+        status["phase"] = "Failed"
+        for cond in status["conditions"]:
+            if cond["type"] == "Degraded":
+                cond.update(status="True", reason="ApplyFailed", message="; ".join(result.errors))
+    result.status = status
+    result.events = _events(old_status, status, rollout)
+    return result
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body).get("message", exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)
+
+
+async def _prune(objects: Objects, namespace: str, cluster: str, desired: list[dict[str, Any]],
+                 keep_job: str) -> None:
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | {("Job", keep_job)}
+    labels = {CLUSTER_LABEL: cluster, "app.kubernetes.io/managed-by": MANAGED_BY}
+    for api_version, kind in PRUNABLE:
+        for item in await objects.list(api_version, kind, namespace, labels):
+            item_name = item["metadata"]["name"]
+            if (kind, item_name) in wanted:
+                continue
+            if kind == "Job" and job_phase(item) == "Running":
+                continue  # never kill a schema migration half-way
+            log.info("pruning %s %s/%s: no longer desired", kind, namespace, item_name)
+            await objects.delete(api_version, kind, item_name, namespace)
+
+
+async def _observe(objects: Objects, view: ClusterView, spec: WhatsAppClusterSpec, generation: int,
+                   rollout: Rollout) -> Observation:
+    names, ns = view.names, view.namespace
+    roles = {
+        "master": spec.masters.replicas, "coreapp": spec.coreapps.replicas, "webapp": spec.webapps.replicas,
+    }
+    if spec.gateway.mode == "sandbox":
+        roles["sandbox"] = 1
+    counts = {}
+    for role, desired in roles.items():
+        counts[role] = _role_counts(await objects.get("apps/v1", "Deployment", names.role(role), ns), desired)
+    database_ready = True
+    if spec.database.mode == "embedded":
+        sts = await objects.get("apps/v1", "StatefulSet", names.database, ns)
+        database_ready = bool(sts and (sts.get("status") or {}).get("readyReplicas", 0) >= 1)
+    lease = await objects.get("coordination.k8s.io/v1", "Lease", names.master_lease, ns)
+    primary, shards = None, []
+    if lease:
+        primary = (lease.get("spec") or {}).get("holderIdentity") or None
+        raw = (lease["metadata"].get("annotations") or {}).get(SHARD_MAP_ANNOTATION)
+        if raw:
+            try:
+                shards = json.loads(raw)
+            except ValueError:
+                log.warning("ignoring an unreadable shard map on Lease %s/%s", ns, names.master_lease)
+    return Observation(generation=generation, rollout=rollout, roles=counts, database_ready=database_ready,
+                       primary_master=primary, shards=shards, shard_count=spec.shards,
+                       masters_wanted=spec.masters.replicas, coreapps_wanted=spec.coreapps.replicas)
+
+
+def _events(old: dict[str, Any], new: dict[str, Any], rollout: Rollout) -> list[tuple[str, str, str]]:
+    events = []
+    if new.get("phase") != old.get("phase"):
+        kind = "Warning" if new.get("phase") in ("Failed", "Degraded") else "Normal"
+        events.append((kind, f"Phase{new.get('phase')}", f"phase {old.get('phase') or 'none'} -> {new.get('phase')}"))
+    if new.get("targetVersion") and new.get("targetVersion") != old.get("targetVersion") and not rollout.blocked:
+        events.append(("Normal", "UpgradeStarted", rollout.message))
+    if old.get("version") and new.get("version") and new["version"] != old["version"]:
+        events.append(("Normal", "UpgradeFinished", f"every role runs {new['version']}"))
+    if rollout.blocked and old.get("phase") != "Failed":
+        events.append(("Warning", "DBUpgradeFailed", rollout.message))
+    if new.get("primaryMaster") and new.get("primaryMaster") != old.get("primaryMaster"):
+        events.append(("Normal", "PrimaryMaster", f"{new['primaryMaster']} holds the master Lease"))
+    old_owners = {s.get("shard"): (s.get("coreapp"), s.get("epoch")) for s in old.get("shards") or []}
+    for shard in new.get("shards") or []:
+        before = old_owners.get(shard.get("shard"))
+        if before and before != (shard.get("coreapp"), shard.get("epoch")) and shard.get("coreapp"):
+            events.append(("Normal", "CoreappPromoted",
+                           f"shard {shard['shard']}: {shard['coreapp']} promoted (epoch {shard.get('epoch')})"))
+    return events

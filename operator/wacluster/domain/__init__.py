@@ -1,0 +1,1 @@
+"""Pure domain logic: no Kubernetes, database or HTTP imports here (see .importlinter)."""

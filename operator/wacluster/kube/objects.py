@@ -1,0 +1,95 @@
+"""Generic object access: server-side apply, create-if-absent, read, list and delete by kind."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.dynamic import DynamicClient
+
+FIELD_MANAGER = "wacluster-operator"
+
+
+def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+class Objects:
+    """A thin layer over the dynamic client; every write is idempotent."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self._dynamic: DynamicClient | None = None
+
+    async def _client(self) -> DynamicClient:
+        if self._dynamic is None:
+            self._dynamic = await DynamicClient(self.api)
+        return self._dynamic
+
+    async def _resource(self, api_version: str, kind: str):
+        return (await self._client()).resources.get(api_version=api_version, kind=kind)
+
+    async def apply(self, obj: dict[str, Any], namespace: str,
+                    owner: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Server-side apply: fields we set are restored if edited; fields others own stay."""
+        body = copy.deepcopy(obj)
+        body.setdefault("metadata", {})["namespace"] = namespace
+        if owner:
+            body["metadata"]["ownerReferences"] = [owner]
+        resource = await self._resource(body["apiVersion"], body["kind"])
+        result = await (await self._client()).server_side_apply(
+            resource, body=body, namespace=namespace, field_manager=FIELD_MANAGER, force_conflicts=True)
+        return result.to_dict()
+
+    async def create_if_absent(self, obj: dict[str, Any], namespace: str,
+                               owner: dict[str, Any] | None = None) -> bool:
+        """Create unless an object of that name exists; returns True when created."""
+        body = copy.deepcopy(obj)
+        body.setdefault("metadata", {})["namespace"] = namespace
+        if owner:
+            body["metadata"]["ownerReferences"] = [owner]
+        resource = await self._resource(body["apiVersion"], body["kind"])
+        try:
+            await (await self._client()).create(resource, body=body, namespace=namespace)
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        resource = await self._resource(api_version, kind)
+        try:
+            return (await (await self._client()).get(resource, name=name, namespace=namespace)).to_dict()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        resource = await self._resource(api_version, kind)
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        result = await (await self._client()).get(resource, namespace=namespace, label_selector=selector)
+        return result.to_dict().get("items", [])
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str,
+                     propagation: str = "Background") -> bool:
+        resource = await self._resource(api_version, kind)
+        try:
+            await (await self._client()).delete(resource, name=name, namespace=namespace,
+                                                propagation_policy=propagation)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    async def patch_status(self, api_version: str, kind: str, name: str, namespace: str,
+                           status: dict[str, Any]) -> None:
+        resource = await self._resource(api_version, kind)
+        await (await self._client()).patch(
+            resource.subresources["status"], name=name, namespace=namespace,
+            body={"status": status}, content_type="application/merge-patch+json")

@@ -1,0 +1,166 @@
+"""The pod template every runtime role shares: image, environment, security, probes, placement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wacluster.api.v1alpha1 import RoleSpec, WhatsAppClusterSpec
+from wacluster.resources.naming import (
+    CONTROL_PORT, DATABASE_PORT, GATEWAY_PORT, METRICS_PORT, RUNTIME_UID, Names, labels, selector,
+)
+
+DEFAULT_RESOURCES = {
+    "master": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+    "coreapp": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
+    "webapp": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
+    "sandbox": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+    "dbupgrade": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+}
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What the builders need to know about one WhatsAppCluster."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: WhatsAppClusterSpec
+    version: str  # the version the roles run now (the target only once dbupgrade succeeded)
+
+    @property
+    def names(self) -> Names:
+        return Names(self.name)
+
+    def image(self, version: str | None = None) -> str:
+        return f"{self.spec.image.repository}:{version or self.version}"
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security(uid: int = RUNTIME_UID) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def database_env(view: ClusterView) -> list[dict[str, Any]]:
+    db = view.spec.database
+    names = view.names
+    if db.mode == "external" and db.external is not None:
+        ext = db.external
+        secret = ext.credentials_secret
+        host, port, name, sslmode = ext.host, ext.port, ext.database, ext.sslmode
+        user_ref = {"name": secret.name, "key": secret.username_key}
+        password_ref = {"name": secret.name, "key": secret.password_key}
+    else:
+        host, port, name, sslmode = names.database, DATABASE_PORT, "whatsapp", "disable"
+        user_ref = {"name": names.database_secret, "key": "username"}
+        password_ref = {"name": names.database_secret, "key": "password"}
+    return [
+        {"name": "WACLUSTER_DB_HOST", "value": host},
+        {"name": "WACLUSTER_DB_PORT", "value": str(port)},
+        {"name": "WACLUSTER_DB_NAME", "value": name},
+        {"name": "WACLUSTER_DB_SSLMODE", "value": sslmode},
+        {"name": "WACLUSTER_DB_USER", "valueFrom": {"secretKeyRef": user_ref}},
+        {"name": "WACLUSTER_DB_PASSWORD", "valueFrom": {"secretKeyRef": password_ref}},
+    ]
+
+
+def runtime_env(view: ClusterView) -> list[dict[str, Any]]:
+    names = view.names
+    gateway = (view.spec.gateway.endpoint if view.spec.gateway.mode == "external"
+               else f"http://{names.role('sandbox')}:{GATEWAY_PORT}")
+    field = lambda path: {"valueFrom": {"fieldRef": {"fieldPath": path}}}  # noqa: E731
+    return [
+        {"name": "WACLUSTER_CLUSTER", "value": view.name},
+        {"name": "WACLUSTER_NAMESPACE", **field("metadata.namespace")},
+        {"name": "WACLUSTER_POD_NAME", **field("metadata.name")},
+        {"name": "WACLUSTER_POD_IP", **field("status.podIP")},
+        {"name": "WACLUSTER_VERSION", "value": view.version},
+        {"name": "WACLUSTER_LEASE_NAME", "value": names.master_lease},
+        {"name": "WACLUSTER_GATEWAY_URL", "value": gateway},
+        {"name": "WACLUSTER_SETTINGS_FILE", "value": "/etc/wacluster/settings.json"},
+        *database_env(view),
+    ]
+
+
+def default_affinity(view: ClusterView, role: str) -> dict[str, Any]:
+    """Prefer one pod of a role per host (the seeds: separate machines); never block scheduling."""
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {"labelSelector": {"matchLabels": selector(view.name, role)},
+                            "topologyKey": "kubernetes.io/hostname"},
+    }]}}
+
+
+def zone_spread(view: ClusterView, role: str) -> list[dict[str, Any]]:
+    """Spread a role over zones (the seeds: separate racks) when the nodes carry zone labels."""
+    return [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+             "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": selector(view.name, role)}}]
+
+
+def probe(path: str, period: int = 5, failures: int = 3) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period,
+            "timeoutSeconds": 2, "failureThreshold": failures}
+
+
+def runtime_container(view: ClusterView, role: str, args: list[str], ports: list[dict[str, Any]],
+                      resources: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "name": role,
+        "image": view.image(),
+        "imagePullPolicy": view.spec.image.pull_policy,
+        "args": args,
+        "env": runtime_env(view),
+        "ports": [*ports, {"name": "metrics", "containerPort": METRICS_PORT}],
+        "resources": resources or DEFAULT_RESOURCES[role],
+        "securityContext": container_security(),
+        # Readiness: the process serves and reaches its dependencies; for a coreapp it does NOT
+        # mean "primary" (a standby is ready too), so a Service never flaps on a failover.
+        "readinessProbe": probe("/readyz"),
+        "livenessProbe": probe("/livez", period=10, failures=6),
+        "volumeMounts": [
+            {"name": "settings", "mountPath": "/etc/wacluster", "readOnly": True},
+            {"name": "media", "mountPath": "/media"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def runtime_pod(view: ClusterView, role: str, role_spec: RoleSpec | None, container: dict[str, Any],
+                extra_volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    names = view.names
+    media_claim = view.spec.media.existing_claim or names.media_claim
+    spec: dict[str, Any] = {
+        "serviceAccountName": names.runtime_account,
+        "automountServiceAccountToken": role == "master",
+        "securityContext": pod_security(),
+        "containers": [container],
+        "volumes": [
+            {"name": "settings", "configMap": {"name": names.settings}},
+            {"name": "media", "persistentVolumeClaim": {"claimName": media_claim}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *(extra_volumes or []),
+        ],
+    }
+    if role_spec is not None:
+        spec["affinity"] = role_spec.affinity or default_affinity(view, role)
+        if role_spec.affinity is None:
+            spec["topologySpreadConstraints"] = zone_spread(view, role)
+        if role_spec.node_selector:
+            spec["nodeSelector"] = role_spec.node_selector
+        if role_spec.tolerations:
+            spec["tolerations"] = role_spec.tolerations
+    if view.spec.image.pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in view.spec.image.pull_secrets]
+    return {"metadata": {"labels": labels(view.name, role, view.version)}, "spec": spec}

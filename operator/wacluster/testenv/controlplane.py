@@ -1,0 +1,223 @@
+"""A real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (simulated nodes), all on loopback, tracked by pid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from wacluster.testenv import pki as pki_mod
+from wacluster.testenv.build import bin_dir, build_all, kwok_stages_path
+from wacluster.testenv.processes import ProcessTable, free_port
+
+FAKE_NODES = [
+    ("kwok-node-0", "zone-a"),
+    ("kwok-node-1", "zone-b"),
+    ("kwok-node-2", "zone-a"),
+]
+SERVICE_CIDR = "10.96.0.0/16"  # never routed: kwok pods and ClusterIPs exist only as API objects
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+@dataclass
+class ControlPlane:
+    state_dir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def info_path(self) -> Path:
+        return self.state_dir / "env.json"
+
+    def info(self) -> dict:
+        return json.loads(self.info_path.read_text())
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [str(bin_dir() / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input, capture_output=True, text=True,
+        )
+        if check and proc.returncode != 0:
+            raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def up(self, timeout: float = 60.0) -> "ControlPlane":
+        build_all()
+        bins = bin_dir()
+        if (self.state_dir / "processes.json").exists():
+            raise ControlPlaneError(f"an environment is already running in {self.state_dir}; "
+                                    "run `wacluster testenv down` first")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(parents=True)
+        started = time.monotonic()
+        certs = pki_mod.generate(self.state_dir / "pki")
+        ports = {name: free_port() for name in ("etcd_client", "etcd_peer", "apiserver")}
+        server = f"https://127.0.0.1:{ports['apiserver']}"
+        self._write_kubeconfig(server, certs)
+        procs = ProcessTable(self.state_dir)
+        try:
+            self._start_etcd(procs, bins, ports)
+            self._start_apiserver(procs, bins, ports, certs)
+            self._wait_ready(server, certs, started + timeout)
+            self._start_controllers(procs, bins, certs)
+            self._create_nodes()
+            self._wait_nodes_ready(started + timeout)
+            self._wait_default_serviceaccount(started + timeout)
+        except BaseException:
+            procs.stop_all()
+            raise
+        info = {"server": server, "kubeconfig": str(self.kubeconfig), "ports": ports,
+                "state_dir": str(self.state_dir), "started_in_s": round(time.monotonic() - started, 1)}
+        self.info_path.write_text(json.dumps(info, indent=2))
+        return self
+
+    def down(self) -> list[str]:
+        stopped = ProcessTable(self.state_dir).stop_all()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        return stopped
+
+    # --- processes -------------------------------------------------------------------------
+
+    def _start_etcd(self, procs: ProcessTable, bins: Path, ports: dict) -> None:
+        client = f"http://127.0.0.1:{ports['etcd_client']}"
+        peer = f"http://127.0.0.1:{ports['etcd_peer']}"
+        procs.start("etcd", [
+            str(bins / "etcd"),
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            # Tests create and delete objects fast; fsync per write only slows them down.
+            "--unsafe-no-fsync", "--log-level=warn",
+        ])
+
+    def _start_apiserver(self, procs: ProcessTable, bins: Path, ports: dict, certs: pki_mod.Pki) -> None:
+        procs.start("kube-apiserver", [
+            str(bins / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{ports['etcd_client']}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+            f"--tls-cert-file={certs.serving_cert}", f"--tls-private-key-file={certs.serving_key}",
+            f"--client-ca-file={certs.ca_cert}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={certs.sa_public}",
+            f"--service-account-signing-key-file={certs.sa_private}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true", "--profiling=false", "--v=0",
+        ])
+
+    def _start_controllers(self, procs: ProcessTable, bins: Path, certs: pki_mod.Pki) -> None:
+        kubeconfig = str(self.kubeconfig)
+        procs.start("kube-controller-manager", [
+            str(bins / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false", "--secure-port=0",
+            f"--service-account-private-key-file={certs.sa_private}",
+            f"--root-ca-file={certs.ca_cert}",
+            "--controllers=*", "--concurrent-gc-syncs=5",
+            # Fast reaction for tests: garbage collection and endpoint updates within a second.
+            "--node-monitor-grace-period=60s", "--profiling=false",
+        ])
+        procs.start("kube-scheduler", [
+            str(bins / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false", "--secure-port=0", "--profiling=false",
+        ])
+        procs.start("kwok", [
+            str(bins / "kwok"),
+            f"--kubeconfig={kubeconfig}",
+            f"--config={kwok_stages_path()}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
+            "--cidr=10.244.0.0/16", "--node-ip=10.250.0.1",
+            "--node-lease-duration-seconds=40",
+        ])
+
+    # --- readiness -------------------------------------------------------------------------
+
+    def _wait_ready(self, server: str, certs: pki_mod.Pki, deadline: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(certs.ca_cert))
+        ctx.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{server}/readyz", context=ctx, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise ControlPlaneError(f"kube-apiserver not ready at {server}: {last}; "
+                                f"see {self.state_dir / 'kube-apiserver.log'}")
+
+    def _create_nodes(self) -> None:
+        docs = [_fake_node(name, zone) for name, zone in FAKE_NODES]
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+
+    def _wait_nodes_ready(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            out = self.kubectl("get", "nodes", "-o",
+                               "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}")
+            if out.split().count("True") == len(FAKE_NODES):
+                return
+            time.sleep(0.25)
+        raise ControlPlaneError(f"kwok nodes not Ready; see {self.state_dir / 'kwok.log'}")
+
+    def _wait_default_serviceaccount(self, deadline: float) -> None:
+        # Pods cannot be created in a namespace until its default ServiceAccount exists.
+        while time.monotonic() < deadline:
+            if self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False):
+                return
+            time.sleep(0.25)
+        raise ControlPlaneError("the serviceaccount controller did not create default/default; "
+                                f"see {self.state_dir / 'kube-controller-manager.log'}")
+
+    def _write_kubeconfig(self, server: str, certs: pki_mod.Pki) -> None:
+        config = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "wacluster-testenv", "cluster": {
+                "server": server, "certificate-authority": str(certs.ca_cert)}}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate": str(certs.admin_cert), "client-key": str(certs.admin_key)}}],
+            "contexts": [{"name": "wacluster-testenv", "context": {
+                "cluster": "wacluster-testenv", "user": "admin", "namespace": "default"}}],
+            "current-context": "wacluster-testenv",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+
+def _fake_node(name: str, zone: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64", "type": "kwok",
+                "topology.kubernetes.io/zone": zone, "topology.kubernetes.io/region": "local",
+            },
+        },
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "nodeInfo": {"kubeletVersion": "fake", "operatingSystem": "linux", "architecture": "amd64"},
+        },
+    }

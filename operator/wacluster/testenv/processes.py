@@ -1,0 +1,106 @@
+"""Start and stop the environment's child processes, tracked by pid in a state file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the kernel picks it, so parallel runs differ)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ProcessTable:
+    """The processes one environment started, persisted so `down` works from another shell."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "processes.json"
+
+    def load(self) -> dict[str, dict]:
+        if not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    def _save(self, table: dict[str, dict]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, indent=2))
+        tmp.replace(self.path)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              user: str | None = None) -> subprocess.Popen:
+        log = open(self.state_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            # Own session: a Ctrl-C in the caller's terminal does not kill the environment half-way.
+            start_new_session=True,
+            user=user,
+        )
+        log.close()
+        table = self.load()
+        table[name] = {"pid": proc.pid, "exe": argv[0]}
+        self._save(table)
+        return proc
+
+    def stop_all(self, timeout: float = 10.0) -> list[str]:
+        """SIGTERM every recorded process still ours, then SIGKILL what remains; returns names stopped."""
+        table = self.load()
+        stopped = []
+        # Reverse start order: clients before the apiserver, the apiserver before etcd.
+        for name, entry in reversed(list(table.items())):
+            pid = entry["pid"]
+            if not _is_ours(pid, entry["exe"]):
+                continue
+            _signal(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+                while _alive(pid):
+                    time.sleep(0.05)
+            stopped.append(name)
+        if self.path.exists():
+            self.path.unlink()
+        return stopped
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child; a zombie would otherwise look alive.
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _is_ours(pid: int, exe: str) -> bool:
+    """A recorded pid may have been reused by an unrelated process; only signal our binary."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return cmdline == exe

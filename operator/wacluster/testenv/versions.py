@@ -1,0 +1,6 @@
+"""Pinned upstream versions of the local test environment (one Kubernetes release)."""
+
+KUBERNETES_VERSION = "v1.37.2"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"

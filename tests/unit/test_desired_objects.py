@@ -1,0 +1,129 @@
+"""What a WhatsAppCluster turns into, computed without a cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from wacluster.api.v1alpha1 import WhatsAppClusterSpec
+from wacluster.resources.cluster import owned_objects, unowned_objects
+from wacluster.resources.pods import ClusterView
+from wacluster.resources.secrets import generated_secrets, retained_names
+
+pytestmark = pytest.mark.unit
+
+
+def _view(**spec) -> ClusterView:
+    return ClusterView("wa", "ns", "uid-1", WhatsAppClusterSpec.model_validate(spec), "1.0.0")
+
+
+def _index(objects):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def test_a_bare_manifest_yields_a_complete_ha_cluster():
+    objects = _index(owned_objects(_view(), "1.0.0"))
+    expected = {
+        ("ServiceAccount", "wa-runtime"), ("Role", "wa-runtime"), ("RoleBinding", "wa-runtime"),
+        ("ConfigMap", "wa-settings"), ("StatefulSet", "wa-db"), ("Service", "wa-db"),
+        ("Job", "wa-dbupgrade-1-0-0"),
+        ("Deployment", "wa-master"), ("Deployment", "wa-coreapp"), ("Deployment", "wa-webapp"),
+        ("Deployment", "wa-sandbox"),
+        ("Service", "wa-api"), ("Service", "wa-master"), ("Service", "wa-coreapp"), ("Service", "wa-sandbox"),
+        ("PodDisruptionBudget", "wa-master"), ("PodDisruptionBudget", "wa-coreapp"),
+    }
+    assert set(objects) == expected
+    assert objects[("Deployment", "wa-master")]["spec"]["replicas"] == 2
+    assert objects[("Service", "wa-api")]["spec"]["ports"][0]["port"] == 9090
+    assert [o["kind"] for o in unowned_objects(_view())] == ["PersistentVolumeClaim"]
+
+
+def test_runtime_role_grants_only_the_lease_and_read_only_pods():
+    role = _index(owned_objects(_view(), "1.0.0"))[("Role", "wa-runtime")]
+    verbs = {(r["resources"][0], tuple(r.get("resourceNames", ())), tuple(sorted(r["verbs"]))) for r in role["rules"]}
+    assert ("pods", (), ("get", "list", "watch")) in verbs
+    assert all(r["resources"] in (["leases"], ["pods"]) for r in role["rules"])
+    assert ("leases", ("wa-master",), ("get", "list", "patch", "update", "watch")) in verbs
+
+
+def test_every_runtime_pod_is_locked_down():
+    for obj in owned_objects(_view(), "1.0.0"):
+        if obj["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert container["resources"]["requests"]
+
+
+def test_coreapps_roll_one_at_a_time_new_pod_first():
+    deployment = _index(owned_objects(_view(), "1.0.0"))[("Deployment", "wa-coreapp")]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_pods_of_one_role_spread_over_hosts_and_zones_by_default():
+    pod = _index(owned_objects(_view(), "1.0.0"))[("Deployment", "wa-coreapp")]["spec"]["template"]["spec"]
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_user_affinity_replaces_the_default_spread():
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    pod = _index(owned_objects(_view(masters={"affinity": affinity}), "1.0.0"))[("Deployment", "wa-master")]
+    assert pod["spec"]["template"]["spec"]["affinity"] == affinity
+    assert "topologySpreadConstraints" not in pod["spec"]["template"]["spec"]
+
+
+def test_external_database_runs_no_statefulset_and_reads_the_users_secret():
+    view = _view(database={"mode": "external", "external": {
+        "host": "pg.example", "credentialsSecret": {"name": "pg-creds"}}})
+    objects = _index(owned_objects(view, "1.0.0"))
+    assert ("StatefulSet", "wa-db") not in objects
+    env = {e["name"]: e for e in objects[("Deployment", "wa-master")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WACLUSTER_DB_HOST"]["value"] == "pg.example"
+    assert env["WACLUSTER_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg-creds", "key": "password"}
+    assert all(s["metadata"]["name"] != "wa-db-credentials"
+               for s in generated_secrets(view, lambda: "pw", lambda hosts: (b"c", b"k")))
+
+
+def test_existing_media_claim_is_attached_instead_of_creating_one():
+    view = _view(media={"existingClaim": "shared-media"})
+    assert unowned_objects(view) == []
+    pod = _index(owned_objects(view, "1.0.0"))[("Deployment", "wa-webapp")]["spec"]["template"]["spec"]
+    media = [v for v in pod["volumes"] if v["name"] == "media"][0]
+    assert media["persistentVolumeClaim"]["claimName"] == "shared-media"
+    assert ("PersistentVolumeClaim", "wa-media") not in retained_names(view)
+
+
+def test_no_disruption_budget_over_a_single_pod():
+    objects = _index(owned_objects(_view(masters={"replicas": 1}), "1.0.0"))
+    assert ("PodDisruptionBudget", "wa-master") not in objects
+    assert ("PodDisruptionBudget", "wa-coreapp") in objects
+
+
+def test_external_gateway_runs_no_sandbox():
+    objects = _index(owned_objects(_view(gateway={"mode": "external", "endpoint": "https://gw.example"}), "1.0.0"))
+    assert ("Deployment", "wa-sandbox") not in objects
+    env = {e["name"]: e.get("value") for e in
+           objects[("Deployment", "wa-coreapp")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WACLUSTER_GATEWAY_URL"] == "https://gw.example"
+
+
+def test_generated_secrets_cover_database_admin_and_tls_unless_provided():
+    names = {s["metadata"]["name"] for s in generated_secrets(_view(), lambda: "pw", lambda h: (b"c", b"k"))}
+    assert names == {"wa-db-credentials", "wa-admin", "wa-api-tls"}
+    provided = _view(api={"adminSecretName": "mine", "tlsSecretName": "my-tls"})
+    names = {s["metadata"]["name"] for s in generated_secrets(provided, lambda: "pw", lambda h: (b"c", b"k"))}
+    assert names == {"wa-db-credentials"}
+
+
+def test_settings_config_map_carries_the_monitoring_spec():
+    import json
+    cm = _index(owned_objects(_view(monitoring={"heartbeatInterval": 1, "unhealthyInterval": 3}), "1.0.0"))[
+        ("ConfigMap", "wa-settings")]
+    settings = json.loads(cm["data"]["settings.json"])
+    assert settings["heartbeat_interval"] == 1 and settings["unhealthy_interval"] == 3

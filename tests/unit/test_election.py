@@ -1,0 +1,147 @@
+"""The election state machine, with a fake clock and an in-memory lock store."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from wacluster.domain.election import LeaderElector, LockConflict, LockRecord, LockStore, Timings
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryStore(LockStore):
+    """Behaves like the API server: every write bumps the version; stale writes conflict."""
+
+    def __init__(self) -> None:
+        self.record: LockRecord | None = None
+        self.version = 0
+        self.reachable = True
+
+    def _check(self):
+        if not self.reachable:
+            raise ConnectionError("store unreachable")
+
+    async def get(self):
+        self._check()
+        return self.record
+
+    async def create(self, record):
+        self._check()
+        if self.record is not None:
+            raise LockConflict("exists")
+        return self._write(record)
+
+    async def update(self, record):
+        self._check()
+        if self.record is None or record.version != self.record.version:
+            raise LockConflict("stale")
+        return self._write(record)
+
+    def _write(self, record):
+        self.version += 1
+        self.record = replace(record, version=str(self.version))
+        return self.record
+
+
+TIMINGS = Timings(lease_duration=15, renew_deadline=10, retry_period=2)
+
+
+def _elector(store, name, clock):
+    return LeaderElector(store, name, TIMINGS, monotonic=clock, wall=clock)
+
+
+async def test_first_candidate_acquires_an_absent_lock_with_term_one():
+    clock, store = Clock(), MemoryStore()
+    a = _elector(store, "a", clock)
+    assert await a.try_acquire_or_renew()
+    assert a.term == 1 and store.record.holder == "a"
+
+
+async def test_second_candidate_waits_while_the_lease_is_fresh():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    assert not await b.try_acquire_or_renew()
+    clock.now += 14
+    assert not await b.try_acquire_or_renew()
+    assert store.record.holder == "a"
+
+
+async def test_expiry_is_judged_from_when_the_candidate_last_saw_a_change():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    await b.try_acquire_or_renew()  # b first sees a's record now
+    clock.now += 10
+    await a.try_acquire_or_renew()  # a renews: b must restart its count on seeing it
+    clock.now += 10
+    assert not await b.try_acquire_or_renew()
+    clock.now += 16
+    assert await b.try_acquire_or_renew()
+    assert b.term == 2 and store.record.holder == "b"
+
+
+async def test_a_stale_write_loses_to_the_concurrent_winner():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    await a.release()
+    seen = await store.get()
+    assert await b.try_acquire_or_renew()
+    with pytest.raises(LockConflict):
+        await store.update(replace(seen, holder="a"))
+    assert store.record.holder == "b"
+
+
+async def test_released_lock_is_taken_at_once_by_a_standby():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    assert not await b.try_acquire_or_renew()
+    assert await a.release()
+    assert await b.try_acquire_or_renew()
+    assert b.term == 2
+
+
+async def test_leader_steps_down_when_it_cannot_renew_within_the_deadline():
+    clock, store = Clock(), MemoryStore()
+    events: list[str] = []
+
+    async def fake_sleep(seconds):
+        clock.now += seconds
+        if clock.now > 1006:
+            store.reachable = False
+        if clock.now > 1030:
+            stop.set()
+        await asyncio.sleep(0)
+
+    stop = asyncio.Event()
+    a = LeaderElector(store, "a", TIMINGS, monotonic=clock, wall=clock, sleep=fake_sleep)
+
+    async def started(term):
+        events.append(f"lead {term} at {clock.now:.0f}")
+
+    async def stopped():
+        events.append(f"stop at {clock.now:.0f}")
+
+    await a.run(started, stopped, stop)
+    assert events[0] == "lead 1 at 1000"
+    # last renewal at 1006; steps down at the first failed attempt more than 10 s later
+    assert events[1] == "stop at 1018"
+    assert len(events) == 2
+
+
+def test_timings_must_be_ordered():
+    with pytest.raises(ValueError):
+        Timings(lease_duration=10, renew_deadline=10, retry_period=2)
