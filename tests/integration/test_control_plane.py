@@ -115,8 +115,13 @@ async def test_service_account_token_needs_rbac_to_read_leases(kube_api, kubecon
     configuration = client.Configuration()
     configuration.host = kube_api.configuration.host
     configuration.ssl_ca_cert = kube_api.configuration.ssl_ca_cert
-    configuration.api_key = {"authorization": f"Bearer {token}"}
+    configuration.api_key = {"BearerToken": token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
     async with client.ApiClient(configuration) as as_runtime:
+        # The token really authenticates (a 403 for system:anonymous would prove nothing).
+        review = await client.AuthenticationV1Api(as_runtime).create_self_subject_review(
+            client.V1SelfSubjectReview())
+        assert review.status.user_info.username == f"system:serviceaccount:{namespace}:runtime"
         leases = client.CoordinationV1Api(as_runtime)
         with pytest.raises(ApiException) as err:
             await leases.list_namespaced_lease(namespace)

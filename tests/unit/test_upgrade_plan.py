@@ -41,3 +41,32 @@ def test_failed_job_blocks_the_rollout_and_says_why():
 def test_fixing_the_version_back_unblocks():
     plan = plan_rollout("2.1", "2.1", "Absent")
     assert not plan.blocked and not plan.upgrading and plan.reason == "UpToDate"
+
+
+def _observation(rollout, ready=2):
+    from wacluster.domain.cluster_status import Observation, RoleCounts
+    roles = {r: RoleCounts(2, ready, 2) for r in ("master", "coreapp")}
+    return Observation(generation=3, rollout=rollout, roles=roles, database_ready=True, primary_master="m-0")
+
+
+def test_new_cluster_is_not_ready_before_its_schema_exists():
+    from wacluster.domain.cluster_status import compute_status
+    status = compute_status(_observation(plan_rollout("2.1", None, "Running")))
+    assert status["phase"] == "Progressing" and status["version"] is None
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "False" and "dbupgrade Job for 2.1" in ready["message"]
+
+
+def test_cluster_is_ready_once_schema_and_roles_are():
+    from wacluster.domain.cluster_status import compute_status
+    status = compute_status(_observation(plan_rollout("2.1", None, "Succeeded")))
+    assert status["phase"] == "Ready" and status["version"] == "2.1"
+    assert status["readySummary"] == "4/4" and status["primaryMaster"] == "m-0"
+
+
+def test_blocked_upgrade_is_failed_and_degraded():
+    from wacluster.domain.cluster_status import compute_status
+    status = compute_status(_observation(plan_rollout("2.2", "2.1", "Failed")))
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Failed" and status["version"] == "2.1" and status["targetVersion"] == "2.2"
+    assert conditions["Degraded"]["reason"] == "DBUpgradeFailed"

@@ -78,18 +78,28 @@ def openapi_schema(model: type, mode: str = "validation") -> dict[str, Any]:
 _NO_DEFAULT = {"external"}
 
 
-def _fill_object_defaults(schema: dict[str, Any]) -> None:
-    """Make nested objects default to {} so their own field defaults apply to a bare manifest."""
+def _prune_empty(value: Any) -> Any:
+    if isinstance(value, dict):
+        pruned = {k: _prune_empty(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in ({}, [], None)}
+    return value
+
+
+def _fill_object_defaults(schema: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Give nested objects their complete default value: the apiserver checks CEL rules against
+    a default as written, before the inner properties' defaults would be applied."""
     for name, prop in schema.get("properties", {}).items():
         if prop.get("type") == "object" and "properties" in prop:
-            if name not in _NO_DEFAULT and name not in schema.get("required", []):
-                prop.setdefault("default", {})
-            _fill_object_defaults(prop)
+            if name not in _NO_DEFAULT and name not in schema.get("required", []) and name in defaults:
+                prop["default"] = copy.deepcopy(defaults[name])
+            _fill_object_defaults(prop, defaults.get(name) or {})
 
 
 def crd() -> dict[str, Any]:
     spec_schema = openapi_schema(api.WhatsAppClusterSpec)
-    _fill_object_defaults(spec_schema)
+    spec_defaults = _prune_empty(api.WhatsAppClusterSpec().model_dump(by_alias=True, mode="json"))
+    _fill_object_defaults(spec_schema, spec_defaults)
+    spec_schema["default"] = copy.deepcopy(spec_defaults)
     status_schema = openapi_schema(api.WhatsAppClusterStatus, mode="serialization")
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -120,7 +130,7 @@ def crd() -> dict[str, Any]:
                         "apiVersion": {"type": "string", "description": "APIVersion of this object."},
                         "kind": {"type": "string", "description": "Kind of this object."},
                         "metadata": {"type": "object"},
-                        "spec": {**spec_schema, "default": {}},
+                        "spec": spec_schema,
                         "status": status_schema,
                     },
                 }},

@@ -12,6 +12,7 @@ import kopf
 from wacluster.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, WhatsAppClusterSpec
 from wacluster.controller import metrics
 from wacluster.controller.reconcile import reconcile
+from wacluster.kube.connection import api_client
 from wacluster.kube.objects import Objects
 from wacluster.resources.naming import CLUSTER_LABEL, MANAGED_BY
 from wacluster.resources.pods import ClusterView
@@ -36,7 +37,10 @@ def trigger(namespace: str | None, name: str | None) -> None:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # The API client lives on kopf's own event loop (kopf runs in a thread of its own).
+    memo.api = await api_client()
+    memo.objects = Objects(memo.api)
     # Progress in annotations only: the CRD's status schema is ours and would prune kopf's fields.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wacluster.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -46,7 +50,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+@kopf.on.cleanup()
+async def close_client(memo: kopf.Memo, **_: Any) -> None:
+    await memo.api.close()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10, backoff=5)
 async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: Any) -> None:
     """One loop per WhatsAppCluster: reconcile, then sleep until something relevant changes."""
     key = (namespace, name)
@@ -77,7 +86,10 @@ async def reconcile_once(objects: Objects, body: dict[str, Any], default_version
     except Exception as exc:
         metrics.RECONCILES.labels(result="error").inc()
         logger.exception("reconcile of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
-        kopf.warn(body, reason="ReconcileError", message=str(exc)[:500])
+        try:
+            await objects.post_event(body, "Warning", "ReconcileError", str(exc))
+        except Exception:
+            pass
         return
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -85,7 +97,10 @@ async def reconcile_once(objects: Objects, body: dict[str, Any], default_version
     if result.status != {k: v for k, v in (body.get("status") or {}).items() if k in result.status}:
         await objects.patch_status(f"{GROUP}/{VERSION}", KIND, meta["name"], meta["namespace"], result.status)
     for kind, reason, message in result.events:
-        (kopf.warn if kind == "Warning" else kopf.info)(body, reason=reason, message=message)
+        try:
+            await objects.post_event(body, kind, reason, message)
+        except Exception as exc:  # an event is a courtesy; never fail a reconcile for it
+            logger.warning("could not post event %s: %s", reason, exc)
     _phases[(meta["namespace"], meta["name"])] = result.status.get("phase") or "Unknown"
     _publish_phases()
 

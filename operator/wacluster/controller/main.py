@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 
 import kopf
 from prometheus_client import start_http_server
@@ -23,7 +24,6 @@ from wacluster.controller import metrics
 from wacluster.domain.election import LeaderElector, Timings
 from wacluster.kube.connection import api_client
 from wacluster.kube.lease import KubeLeaseStore
-from wacluster.kube.objects import Objects
 
 log = logging.getLogger("wacluster.operator")
 
@@ -45,37 +45,44 @@ def run(args) -> int:
     return asyncio.run(_run(namespaces, own_namespace, args.metrics_port, args.lease_name))
 
 
+def _run_kopf(namespaces: list[str], stop_flag: threading.Event, default_version: str) -> None:
+    """kopf in a thread of its own: there it installs no signal handlers and schedules no
+    SIGKILL, so SIGTERM stays ours and we release the Lease after kopf has stopped."""
+    asyncio.run(kopf.operator(
+        standalone=True, clusterwide=not namespaces, namespaces=namespaces,
+        stop_flag=stop_flag, memo=kopf.Memo(default_version=default_version)))
+
+
 async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, lease_name: str) -> int:
     if metrics_port:
         start_http_server(metrics_port, addr=os.environ.get("WACLUSTER_METRICS_ADDR", "0.0.0.0"))
     identity = os.environ.get("WACLUSTER_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    default_version = os.environ.get("WACLUSTER_DEFAULT_VERSION", __version__)
     api = await api_client()
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
 
-    kopf_stop = asyncio.Event()
-    kopf_task: asyncio.Task | None = None
-    memo = kopf.Memo(objects=Objects(api), default_version=os.environ.get("WACLUSTER_DEFAULT_VERSION", __version__))
+    kopf_stop = threading.Event()
+    kopf_thread: threading.Thread | None = None
 
     async def started(term: int) -> None:
-        nonlocal kopf_task
+        nonlocal kopf_thread
         metrics.IS_LEADER.set(1)
         log.info("%s leads the operator (term %d); watching %s", identity, term,
                  ", ".join(namespaces) or "all namespaces")
-        kopf_task = asyncio.create_task(kopf.operator(
-            standalone=True, clusterwide=not namespaces, namespaces=namespaces,
-            stop_flag=kopf_stop, memo=memo))
+        kopf_thread = threading.Thread(target=_run_kopf, name="kopf", daemon=True,
+                                       args=(namespaces, kopf_stop, default_version))
+        kopf_thread.start()
 
     async def stopped() -> None:
         metrics.IS_LEADER.set(0)
         kopf_stop.set()
-        if kopf_task is not None:
-            try:
-                await asyncio.wait_for(kopf_task, timeout=20)
-            except (asyncio.TimeoutError, Exception) as exc:  # shutting down anyway
-                log.warning("kopf did not stop cleanly: %s", exc)
+        if kopf_thread is not None:
+            await loop.run_in_executor(None, kopf_thread.join, 20)
+            if kopf_thread.is_alive():
+                log.warning("kopf did not stop within 20s")
         if not shutdown.is_set():
             # Lost the Lease without being asked to stop: exit so a restart starts clean.
             log.error("lost the operator Lease; exiting so that only one replica acts")
@@ -88,7 +95,3 @@ async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, l
     await elector.run(started, stopped, shutdown)
     await api.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run(None))

@@ -85,7 +85,7 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
             if obj["kind"] == "Job":
                 await objects.create_if_absent(obj, namespace, owner)  # a Job's template is immutable
             else:
-                await objects.apply(obj, namespace, owner)
+                await _apply_or_replace(objects, obj, namespace, owner)
         except ApiException as exc:
             message = _api_message(exc)
             result.errors.append(f"{obj['kind']} {obj['metadata']['name']}: {message}")
@@ -105,6 +105,22 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
     return result
 
 
+async def _apply_or_replace(objects: Objects, obj: dict[str, Any], namespace: str, owner: dict[str, Any]) -> None:
+    """Server-side apply; when someone else's edit makes our apply invalid (their field manager
+    still owns, say, a changed Service port), delete the edited object and create ours again."""
+    try:
+        await objects.apply(obj, namespace, owner)
+    except ApiException as exc:
+        if exc.status != 422 or obj["kind"] in ("StatefulSet", "PersistentVolumeClaim"):
+            raise  # never recreate what holds data; report it instead
+        log.warning("replacing %s %s/%s: our apply is invalid against its edited state (%s)",
+                    obj["kind"], namespace, obj["metadata"]["name"], _api_message(exc))
+        await objects.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace,
+                             propagation="Foreground")
+        await objects.wait_deleted(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace)
+        await objects.apply(obj, namespace, owner)
+
+
 def _api_message(exc: ApiException) -> str:
     try:
         return json.loads(exc.body).get("message", exc.reason)
@@ -121,8 +137,8 @@ async def _prune(objects: Objects, namespace: str, cluster: str, desired: list[d
             item_name = item["metadata"]["name"]
             if (kind, item_name) in wanted:
                 continue
-            if kind == "Job" and job_phase(item) == "Running":
-                continue  # never kill a schema migration half-way
+            if kind == "Job" and job_phase(item) != "Succeeded":
+                continue  # never kill a running migration; keep a failed one for its logs
             log.info("pruning %s %s/%s: no longer desired", kind, namespace, item_name)
             await objects.delete(api_version, kind, item_name, namespace)
 

@@ -45,9 +45,13 @@ def ha_warnings(masters: int, coreapps: int, shards: int) -> list[str]:
 def compute_status(obs: Observation) -> dict:
     gen, rollout = obs.generation, obs.rollout
     not_ready = [f"{role} {c.ready}/{c.desired}" for role, c in obs.roles.items() if c.ready < c.desired]
-    all_ready = not not_ready and obs.database_ready
+    if not obs.database_ready:
+        not_ready.append("database")
     rolled = all(c.updated >= c.desired for c in obs.roles.values())
-    version = rollout.settled_version(rolled and all_ready)
+    version = rollout.settled_version(rolled and not not_ready)
+    if version is None and not rollout.blocked:
+        not_ready.append(f"the dbupgrade Job for {rollout.job_version}")
+    all_ready = not not_ready
     upgrading = rollout.upgrading and version != rollout.job_version
     progressing = upgrading or not all_ready
     warnings = ha_warnings(obs.masters_wanted, obs.coreapps_wanted, obs.shard_count)
@@ -64,7 +68,7 @@ def compute_status(obs: Observation) -> dict:
     else:
         phase = "Ready"
 
-    waiting = ", ".join(not_ready + ([] if obs.database_ready else ["database not ready"]))
+    waiting = ", ".join(not_ready)
     degraded_reasons = []
     if rollout.blocked:
         degraded_reasons.append(rollout.message)

@@ -143,18 +143,28 @@ class Progress:
 
 
 # kwok simulates nothing without Stage objects; we use the fast stages that the same kwok
-# release ships in its module (node start-up, lease heartbeats, pod ready/complete/delete).
+# release ships in its module (node start-up, lease heartbeats, pod ready/complete/delete, and
+# volume provisioning so PersistentVolumeClaims bind).
 KWOK_STAGE_FILES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
     "pod/fast/pod-ready.yaml",
     "pod/fast/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
+    "volume/fast/pv-bind.yaml",
+    "volume/fast/pv-delete.yaml",
+    "volume/fast/pvc-provision.yaml",
+    "volume/fast/pvc-delete.yaml",
 )
+KWOK_STORAGE_CLASS_FILE = "volume/fast/storage-class.yaml"
 
 
 def kwok_stages_path() -> Path:
     return bin_dir().parent / "kwok-stages.yaml"
+
+
+def kwok_storage_class_path() -> Path:
+    return bin_dir().parent / "kwok-storageclass.yaml"
 
 
 def _write_kwok_stages(workdir: Path) -> None:
@@ -165,6 +175,7 @@ def _write_kwok_stages(workdir: Path) -> None:
     stage_dir = Path(json.loads(out)["Dir"]) / "kustomize" / "stage"
     docs = [(stage_dir / rel).read_text().strip() for rel in KWOK_STAGE_FILES]
     kwok_stages_path().write_text("\n---\n".join(docs) + "\n")
+    kwok_storage_class_path().write_text((stage_dir / KWOK_STORAGE_CLASS_FILE).read_text())
 
 
 def missing_binaries() -> list[str]:
@@ -176,7 +187,7 @@ def build_all(force: bool = False) -> Path:
     """Build every missing binary; a warm cache returns at once."""
     out = bin_dir()
     todo = [t for t in targets() if force or any(not (out / n).exists() for n in t.commands)
-            or (t.name == "kwok" and not kwok_stages_path().exists())]
+            or (t.name == "kwok" and not kwok_storage_class_path().exists())]
     if not todo:
         print(f"testenv binaries are cached in {out}", flush=True)
         return out

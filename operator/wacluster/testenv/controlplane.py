@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wacluster.testenv import pki as pki_mod
-from wacluster.testenv.build import bin_dir, build_all, kwok_stages_path
+from wacluster.testenv.build import bin_dir, build_all, kwok_stages_path, kwok_storage_class_path
 from wacluster.testenv.processes import ProcessTable, free_port
 
 FAKE_NODES = [
@@ -69,8 +69,8 @@ class ControlPlane:
         procs = ProcessTable(self.state_dir)
         try:
             self._start_etcd(procs, bins, ports)
-            self._start_apiserver(procs, bins, ports, certs)
-            self._wait_ready(server, certs, started + timeout)
+            apiserver = self._start_apiserver(procs, bins, ports, certs)
+            self._wait_ready(server, certs, started + timeout, apiserver)
             self._start_controllers(procs, bins, certs)
             self._create_nodes()
             self._wait_nodes_ready(started + timeout)
@@ -103,11 +103,13 @@ class ControlPlane:
             "--unsafe-no-fsync", "--log-level=warn",
         ])
 
-    def _start_apiserver(self, procs: ProcessTable, bins: Path, ports: dict, certs: pki_mod.Pki) -> None:
-        procs.start("kube-apiserver", [
+    def _start_apiserver(self, procs: ProcessTable, bins: Path, ports: dict, certs: pki_mod.Pki):
+        return procs.start("kube-apiserver", [
             str(bins / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd_client']}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            # The `kubernetes` Service endpoint may not be a loopback address; nothing here needs it.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={ports['apiserver']}",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             f"--tls-cert-file={certs.serving_cert}", f"--tls-private-key-file={certs.serving_key}",
@@ -150,11 +152,15 @@ class ControlPlane:
 
     # --- readiness -------------------------------------------------------------------------
 
-    def _wait_ready(self, server: str, certs: pki_mod.Pki, deadline: float) -> None:
+    def _wait_ready(self, server: str, certs: pki_mod.Pki, deadline: float, proc) -> None:
         ctx = ssl.create_default_context(cafile=str(certs.ca_cert))
         ctx.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
         last = "no answer"
+        log = self.state_dir / "kube-apiserver.log"
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+                raise ControlPlaneError(f"kube-apiserver exited with {proc.returncode}: {' '.join(tail)}")
             try:
                 with urllib.request.urlopen(f"{server}/readyz", context=ctx, timeout=2) as resp:
                     if resp.status == 200:
@@ -168,6 +174,8 @@ class ControlPlane:
     def _create_nodes(self) -> None:
         docs = [_fake_node(name, zone) for name, zone in FAKE_NODES]
         self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+        # The default StorageClass whose claims kwok provisions and binds (API objects only).
+        self.kubectl("apply", "-f", str(kwok_storage_class_path()))
 
     def _wait_nodes_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -218,6 +226,5 @@ def _fake_node(name: str, zone: str) -> dict:
         "status": {
             "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
             "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "nodeInfo": {"kubeletVersion": "fake", "operatingSystem": "linux", "architecture": "amd64"},
         },
     }

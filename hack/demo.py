@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""`make demo`: the local story, start to finish, in readable steps.
+
+Brings up the local control plane and PostgreSQL, installs the CRD, runs the operator, applies
+examples/whatsappcluster.yaml, waits until the cluster is Ready and prints what was created.
+Everything it started is stopped at the end (pass --keep to leave the environment running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "operator"))
+
+from wacluster.testenv.build import bin_dir  # noqa: E402
+from wacluster.testenv.environment import Environment  # noqa: E402
+
+NAMESPACE = "demo"
+STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[demo {time.monotonic() - STARTED:5.1f}s] {message}", flush=True)
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str) -> None:
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run([str(bin_dir() / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+                              capture_output=True, text=True, input=input)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+
+def wait_for(what: str, check, timeout: float = 120.0, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="leave the environment running at the end")
+    args = parser.parse_args()
+
+    env = Environment("demo")
+    if env.summary():
+        say("stopping a previous demo environment")
+        env.down()
+    say("starting the local control plane (etcd, kube-apiserver, controllers, kwok nodes) and PostgreSQL")
+    summary = env.up()
+    say(f"ready in {summary['ready_in_s']}s: {summary['server']}, PostgreSQL on port {summary['postgres_port']}")
+    kubectl = Kubectl(summary["kubeconfig"])
+    print(kubectl("get", "nodes", "-L", "topology.kubernetes.io/zone"), flush=True)
+
+    operator = None
+    try:
+        say("installing the WhatsAppCluster CRD from crds/")
+        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl("wait", "--for=condition=Established", "crd/whatsappclusters.wacluster.io", "--timeout=60s")
+        kubectl("create", "namespace", NAMESPACE)
+
+        say("starting the operator (watching namespace demo)")
+        log_path = env.directory / "operator.log"
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "wacluster", "operator", "--namespace", NAMESPACE, "--metrics-port", "0"],
+            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": summary["kubeconfig"], "WACLUSTER_NAMESPACE": NAMESPACE,
+                 "PYTHONPATH": str(ROOT / "operator")},
+        )
+
+        say("applying examples/whatsappcluster.yaml")
+        print(kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "whatsappcluster.yaml")), flush=True)
+
+        def ready():
+            out = kubectl("get", "wac", "-n", NAMESPACE, "-o", "json")
+            items = json.loads(out)["items"]
+            return items and all((i.get("status") or {}).get("phase") == "Ready" for i in items)
+
+        wait_for("the WhatsAppCluster to become Ready", ready, timeout=180)
+        say("the cluster is Ready")
+        print(kubectl("get", "wac", "-n", NAMESPACE), flush=True)
+        print(kubectl("get", "deployments,statefulsets,jobs,services,pdb,pvc,secrets,configmaps,"
+                      "serviceaccounts,roles,rolebindings", "-n", NAMESPACE,
+                      "-l", "app.kubernetes.io/part-of=wacluster"), flush=True)
+        print(kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide"), flush=True)
+        status = json.loads(kubectl("get", "wac", "-n", NAMESPACE, "-o", "json"))["items"][0]["status"]
+        for cond in status["conditions"]:
+            print(f"  {cond['type']:<18} {cond['status']:<6} {cond['reason']}: {cond['message']}")
+        say(f"done; operator log: {log_path}")
+        return 0
+    finally:
+        if operator is not None:
+            operator.send_signal(signal.SIGTERM)
+            try:
+                operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        if args.keep:
+            say(f"environment kept: source {env.directory / 'env.sh'}; stop it with `wacluster testenv down --name demo`")
+        else:
+            say("stopping the environment")
+            env.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Run the real operator as a process, authenticated with its own ServiceAccount token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from wacluster.testenv.build import bin_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "wacluster-system"
+
+
+def kubectl(kubeconfig: str, *args: str, input: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run([str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+                          capture_output=True, text=True, input=input)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def install_crd(kubeconfig: str) -> None:
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "whatsappcluster.yaml"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/whatsappclusters.wacluster.io", "--timeout=60s")
+
+
+def operator_kubeconfig(admin_kubeconfig: str, directory: Path) -> str:
+    """A kubeconfig holding only the operator ServiceAccount's token (bound cluster-wide)."""
+    k = lambda *a, **kw: kubectl(admin_kubeconfig, *a, **kw)  # noqa: E731
+    k("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    k("apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
+    k("create", "serviceaccount", "wacluster-operator", "-n", OPERATOR_NAMESPACE, check=False)
+    k("create", "clusterrolebinding", "wacluster-operator", "--clusterrole=wacluster-operator",
+      f"--serviceaccount={OPERATOR_NAMESPACE}:wacluster-operator", check=False)
+    token = k("create", "token", "wacluster-operator", "-n", OPERATOR_NAMESPACE, "--duration=6h").strip()
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "testenv", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "testenv", "user": "operator"}}],
+        "current-context": "operator",
+    }
+    path = directory / "operator.kubeconfig"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+class OperatorProcess:
+    """One `wacluster operator` process; restartable, its log kept for failure messages."""
+
+    def __init__(self, kubeconfig: str, log_path: Path, args: list[str] | None = None,
+                 identity: str = "operator-test") -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.args = args or ["--all-namespaces"]
+        self.identity = identity
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "OperatorProcess":
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "WACLUSTER_NAMESPACE": OPERATOR_NAMESPACE,
+               "WACLUSTER_POD_NAME": self.identity, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wacluster", "operator", "--metrics-port", "0", *self.args],
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> None:
+        if not self.proc:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            time.sleep(0.2)
+        return False

@@ -1,0 +1,261 @@
+"""The operator against the real control plane, running under its own ServiceAccount token."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def eventually(check, timeout: float = 90.0, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except RuntimeError as exc:  # kubectl: object not there yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
+
+
+@pytest.fixture
+def ns(k, running_operator):
+    name = f"op-{uuid.uuid4().hex[:8]}"
+    k("create", "namespace", name)
+    yield name
+    k("delete", "namespace", name, "--wait=false", check=False)
+
+
+def apply_cluster(k, ns, name="wa", **spec):
+    manifest = {"apiVersion": "wacluster.io/v1alpha1", "kind": "WhatsAppCluster",
+                "metadata": {"name": name, "namespace": ns}, "spec": {"version": "1.0.0", **spec}}
+    return k("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def get(k, ns, kind, name):
+    return json.loads(k("get", kind, name, "-n", ns, "-o", "json"))
+
+
+def status(k, ns, name="wa"):
+    return get(k, ns, "wac", name).get("status") or {}
+
+
+def wait_phase(k, ns, phase, name="wa", timeout=90):
+    return eventually(lambda: status(k, ns, name).get("phase") == phase and status(k, ns, name),
+                      timeout=timeout, what=f"phase {phase}")
+
+
+def image_of(k, ns, deployment):
+    return get(k, ns, "deployment", deployment)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_apply_creates_every_child_and_reports_ready(k, ns):
+    apply_cluster(k, ns)
+    st = wait_phase(k, ns, "Ready")
+    assert st["version"] == "1.0.0" and st["readySummary"] == "5/5"
+    conditions = {c["type"]: c for c in st["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["observedGeneration"] == get(k, ns, "wac", "wa")["metadata"]["generation"]
+    for kind, name in [("deployment", "wa-master"), ("deployment", "wa-coreapp"), ("deployment", "wa-webapp"),
+                       ("deployment", "wa-sandbox"), ("statefulset", "wa-db"), ("service", "wa-api"),
+                       ("service", "wa-coreapp"), ("pdb", "wa-master"), ("configmap", "wa-settings"),
+                       ("serviceaccount", "wa-runtime"), ("role", "wa-runtime"), ("rolebinding", "wa-runtime"),
+                       ("secret", "wa-admin"), ("secret", "wa-api-tls"), ("secret", "wa-db-credentials"),
+                       ("pvc", "wa-media"), ("job", "wa-dbupgrade-1-0-0")]:
+        obj = get(k, ns, kind, name)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "wa", (kind, name)
+    owners = get(k, ns, "deployment", "wa-master")["metadata"]["ownerReferences"]
+    assert owners[0]["kind"] == "WhatsAppCluster" and owners[0]["controller"] is True
+    assert image_of(k, ns, "wa-coreapp") == "wacluster:1.0.0"
+    printed = k("get", "wac", "wa", "-n", ns)
+    assert "Ready" in printed and "1.0.0" in printed
+    events = k("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=WhatsAppCluster")
+    assert "PhaseReady" in events
+
+
+def test_scaling_and_shards_reach_the_children(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    apply_cluster(k, ns, shards=2, coreapps={"replicas": 3}, masters={"replicas": 1})
+    eventually(lambda: get(k, ns, "deployment", "wa-coreapp")["spec"]["replicas"] == 3, what="3 coreapps")
+    eventually(lambda: get(k, ns, "deployment", "wa-master")["spec"]["replicas"] == 1, what="1 master")
+    settings = lambda: json.loads(get(k, ns, "configmap", "wa-settings")["data"]["settings.json"])  # noqa: E731
+    eventually(lambda: settings()["shards"] == 2, what="2 shards in settings")
+    eventually(lambda: "NotFound" in k("get", "pdb", "wa-master", "-n", ns, check=False) or
+               not k("get", "pdb", "wa-master", "-n", ns, "--ignore-not-found"), what="master PDB pruned")
+    st = wait_phase(k, ns, "Ready")
+    degraded = {c["type"]: c for c in st["conditions"]}["Degraded"]
+    assert degraded["status"] == "True" and "only one master" in degraded["message"]
+
+
+def test_deleted_or_edited_children_are_restored(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    original_uid = get(k, ns, "deployment", "wa-webapp")["metadata"]["uid"]
+    k("delete", "deployment", "wa-webapp", "-n", ns)
+    eventually(lambda: get(k, ns, "deployment", "wa-webapp")["metadata"]["uid"] != original_uid,
+               what="webapp Deployment re-created")
+    k("scale", "deployment", "wa-master", "-n", ns, "--replicas=5")
+    eventually(lambda: get(k, ns, "deployment", "wa-master")["spec"]["replicas"] == 2, what="replicas restored")
+    k("patch", "service", "wa-api", "-n", ns, "--type=merge", "-p", '{"spec":{"ports":[{"name":"https","port":1234,"targetPort":"https"}]}}')
+    eventually(lambda: any(p["port"] == 9090 for p in get(k, ns, "service", "wa-api")["spec"]["ports"]),
+               what="API port restored")
+
+
+def test_version_upgrade_runs_the_dbupgrade_job_then_rolls_the_roles(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    apply_cluster(k, ns, version="1.1.0")
+    job = eventually(lambda: get(k, ns, "job", "wa-dbupgrade-1-1-0"), what="dbupgrade Job for 1.1.0")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "wacluster:1.1.0"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["dbupgrade"]
+    st = eventually(lambda: status(k, ns).get("version") == "1.1.0" and status(k, ns), what="version 1.1.0")
+    finished = get(k, ns, "job", "wa-dbupgrade-1-1-0")["status"]
+    assert finished.get("succeeded") == 1
+    for role in ("master", "coreapp", "webapp"):
+        assert image_of(k, ns, f"wa-{role}") == "wacluster:1.1.0"
+    assert st["phase"] in ("Ready", "Upgrading")
+    events = k("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=WhatsAppCluster")
+    assert "UpgradeStarted" in events
+
+
+def _failing_job(ns: str, name: str) -> dict:
+    """A dbupgrade Job whose pod can never be scheduled, so it fails on its deadline."""
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": ns, "labels": {
+                "app.kubernetes.io/instance": "wa", "app.kubernetes.io/managed-by": "wacluster-operator"}},
+            "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 1, "template": {
+                "spec": {"restartPolicy": "Never", "nodeSelector": {"wacluster.io/no-such-node": "true"},
+                         "containers": [{"name": "dbupgrade", "image": "wacluster:9.9.9", "args": ["dbupgrade"]}]}}}}
+
+
+def test_failed_dbupgrade_job_blocks_the_rollout_with_a_clear_condition(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    k("apply", "-f", "-", input=json.dumps(_failing_job(ns, "wa-dbupgrade-9-9-9")))
+    eventually(lambda: any(c["type"] == "Failed" and c["status"] == "True"
+                           for c in get(k, ns, "job", "wa-dbupgrade-9-9-9")["status"].get("conditions", [])),
+               what="the prepared Job failed")
+    apply_cluster(k, ns, version="9.9.9")
+    st = wait_phase(k, ns, "Failed")
+    degraded = {c["type"]: c for c in st["conditions"]}["Degraded"]
+    assert degraded["reason"] == "DBUpgradeFailed" and "dbupgrade Job for 9.9.9 failed" in degraded["message"]
+    assert st["version"] == "1.0.0" and st["targetVersion"] == "9.9.9"
+    for role in ("master", "coreapp", "webapp"):
+        assert image_of(k, ns, f"wa-{role}") == "wacluster:1.0.0"
+    apply_cluster(k, ns, version="1.0.0")  # fixing the version resumes
+    st = wait_phase(k, ns, "Ready")
+    assert st["version"] == "1.0.0"
+
+
+INVALID = [
+    ({"shards": 3}, "shards"),
+    ({"shards": 4, "coreapps": {"replicas": 2}}, "coreapps.replicas must be at least shards"),
+    ({"monitoring": {"heartbeatInterval": 5, "unhealthyInterval": 6}}, "at least twice monitoring.heartbeatInterval"),
+    ({"monitoring": {"leaseDuration": 5, "renewDeadline": 10}}, "leaseDuration > renewDeadline > retryPeriod"),
+    ({"database": {"mode": "external"}}, "database.external (host and credentialsSecret) is required"),
+    ({"gateway": {"mode": "external"}}, "gateway.endpoint is required"),
+    ({"masters": {"replicas": 0}}, "spec.masters.replicas"),
+    ({"version": "bad version!"}, "spec.version"),
+    ({"media": {"accessMode": "ReadOnlyMany"}}, "spec.media.accessMode"),
+    ({"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
+    ({"api": {"port": 70000}}, "spec.api.port"),
+    ({"media": {"size": "lots"}}, "spec.media.size"),
+]
+
+
+@pytest.mark.parametrize("spec,message", INVALID, ids=[m for _, m in INVALID])
+def test_invalid_manifest_is_rejected_with_a_message_saying_what_to_fix(k, crd, spec, message):
+    manifest = {"apiVersion": "wacluster.io/v1alpha1", "kind": "WhatsAppCluster",
+                "metadata": {"name": "bad", "namespace": "default"}, "spec": spec}
+    with pytest.raises(RuntimeError) as err:
+        k("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest))
+    assert message in str(err.value)
+
+
+def test_database_mode_is_immutable(k, ns):
+    apply_cluster(k, ns)
+    with pytest.raises(RuntimeError) as err:
+        apply_cluster(k, ns, database={"mode": "external", "external": {
+            "host": "db.example", "credentialsSecret": {"name": "creds"}}})
+    assert "database.mode is immutable" in str(err.value)
+
+
+def _secret_password(k, ns, name):
+    return base64.b64decode(get(k, ns, "secret", name)["data"]["password"]).decode()
+
+
+def test_retain_keeps_data_and_recreation_reattaches_it(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    db_claim = eventually(lambda: get(k, ns, "pvc", "data-wa-db-0"), what="database claim")
+    media_uid = get(k, ns, "pvc", "wa-media")["metadata"]["uid"]
+    password = _secret_password(k, ns, "wa-db-credentials")
+    k("delete", "wac", "wa", "-n", ns, "--timeout=60s")
+    eventually(lambda: not k("get", "deployment", "-n", ns, "-l", "app.kubernetes.io/instance=wa",
+                             "-o", "name"), what="owned objects collected")
+    assert get(k, ns, "pvc", "wa-media")["metadata"]["uid"] == media_uid
+    assert get(k, ns, "pvc", "data-wa-db-0")["metadata"]["uid"] == db_claim["metadata"]["uid"]
+    assert _secret_password(k, ns, "wa-db-credentials") == password
+
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    assert get(k, ns, "pvc", "wa-media")["metadata"]["uid"] == media_uid
+    assert get(k, ns, "pvc", "data-wa-db-0")["metadata"]["uid"] == db_claim["metadata"]["uid"]
+    assert _secret_password(k, ns, "wa-db-credentials") == password
+
+
+def test_delete_policy_removes_volumes_and_database_credentials(k, ns):
+    apply_cluster(k, ns, deletionPolicy="Delete")
+    wait_phase(k, ns, "Ready")
+    eventually(lambda: get(k, ns, "pvc", "data-wa-db-0"), what="database claim")
+    k("delete", "wac", "wa", "-n", ns, "--timeout=60s")
+    for kind, name in [("pvc", "wa-media"), ("pvc", "data-wa-db-0"), ("secret", "wa-db-credentials")]:
+        eventually(lambda: not k("get", kind, name, "-n", ns, "--ignore-not-found", "-o", "name")
+                   or get(k, ns, kind, name)["metadata"].get("deletionTimestamp"),
+                   what=f"{kind} {name} deleted")
+
+
+def test_operator_restart_mid_reconcile_leaves_no_duplicates(k, ns, running_operator):
+    apply_cluster(k, ns)
+    eventually(lambda: get(k, ns, "secret", "wa-admin"), what="first objects created", interval=0.1)
+    running_operator.kill()  # SIGKILL half-way through the first reconcile
+    admin_password = _secret_password(k, ns, "wa-admin")
+    running_operator.start()
+    wait_phase(k, ns, "Ready")
+    assert _secret_password(k, ns, "wa-admin") == admin_password, "a generated secret was rotated"
+    jobs = k("get", "jobs", "-n", ns, "-o", "name").split()
+    assert jobs == ["job.batch/wa-dbupgrade-1-0-0"]
+    deployments = sorted(k("get", "deployments", "-n", ns, "-o", "name").split())
+    assert deployments == [f"deployment.apps/wa-{r}" for r in ("coreapp", "master", "sandbox", "webapp")]
+    pods = json.loads(k("get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=master", "-o", "json"))["items"]
+    assert len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == 2
+
+
+def test_operator_runs_with_least_privilege(k, operator_config):
+    from operator_harness import kubectl
+
+    def can(*args):
+        return kubectl(operator_config, "auth", "can-i", *args, check=False).strip()
+
+    assert can("patch", "whatsappclusters.wacluster.io", "-A") == "yes"
+    assert can("create", "deployments", "-n", "default") == "yes"
+    assert can("create", "clusterroles") == "no"
+    assert can("delete", "nodes") == "no"
+    assert can("list", "secrets", "-n", "default") == "no"
+    assert can("create", "pods", "-n", "default") == "no"
+
+
+def test_kubectl_explain_describes_every_spec_field(k, crd):
+    out = k("explain", "whatsappcluster.spec")
+    assert "Number of shards (multiconnect)" in out
+    monitoring = k("explain", "whatsappcluster.spec.monitoring")
+    assert "Seconds between heartbeats from every master to every coreapp" in monitoring
