@@ -9,6 +9,10 @@ import sys
 # Subcommand modules, each with add_parser(subparsers); imported only when the CLI is built.
 SUBCOMMANDS = [
     "wacluster.controller.main",
+    "wacluster.runtime.master",
+    "wacluster.runtime.coreapp",
+    "wacluster.runtime.sandbox",
+    "wacluster.runtime.dbupgrade",
     "wacluster.testenv.cli",
     "wacluster.api.cli",
 ]

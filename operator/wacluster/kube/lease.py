@@ -29,6 +29,8 @@ class KubeLeaseStore(LockStore):
         self.namespace = namespace
         self.name = name
         self.labels = labels or {}
+        # Carried on every write (a PUT replaces metadata); set `annotations[...]` to publish.
+        self.annotations: dict[str, str] = {}
 
     @staticmethod
     def _record(lease: client.V1Lease) -> LockRecord:
@@ -45,7 +47,8 @@ class KubeLeaseStore(LockStore):
     def _body(self, record: LockRecord) -> client.V1Lease:
         return client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace,
-                                         labels=self.labels or None, resource_version=record.version),
+                                         labels=self.labels or None, annotations=self.annotations or None,
+                                         resource_version=record.version),
             spec=client.V1LeaseSpec(
                 holder_identity=record.holder or "",
                 # A released lease expires at once for everyone who looks at it.

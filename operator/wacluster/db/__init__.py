@@ -1,0 +1,1 @@
+"""PostgreSQL adapters (psycopg 3, async, pooled): the only modules that speak SQL."""

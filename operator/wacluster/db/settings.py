@@ -1,0 +1,48 @@
+"""The settings table: runtime settings every role reads live."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from wacluster.db.shard_map import notify
+
+DEFAULTS: dict[str, Any] = {
+    "shards": 1,
+    "heartbeat_interval": 5.0,
+    "unhealthy_interval": 30.0,
+    "db_heartbeat_interval": 60.0,
+    "db_unhealthy_after": 120.0,
+    "lease_duration": 15.0,
+    "renew_deadline": 10.0,
+    "retry_period": 2.0,
+    "webhook_url": None,
+}
+
+
+async def read_all(conn: AsyncConnection) -> dict[str, Any]:
+    rows = await (await conn.execute("SELECT key, value FROM settings")).fetchall()
+    return {**DEFAULTS, **{key: value for key, value in rows}}
+
+
+async def write(conn: AsyncConnection, values: dict[str, Any]) -> dict[str, Any]:
+    """Upsert only the keys that changed; announce them. Returns what changed."""
+    current = await read_all(conn)
+    changed = {k: v for k, v in values.items() if current.get(k) != v}
+    if not changed:
+        return {}
+    async with conn.transaction():
+        for key, value in changed.items():
+            await conn.execute(
+                "INSERT INTO settings (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                (key, Jsonb(value)))
+        await notify(conn, {"kind": "settings", "keys": sorted(changed)})
+    return changed
+
+
+def dumps(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)

@@ -1,0 +1,1 @@
+"""The runtime roles: master, coreapp, webapp, sandbox and dbupgrade (one CLI, one image)."""

@@ -1,0 +1,332 @@
+"""`wacluster master`: campaigns for the master Lease; every master heartbeats every coreapp;
+the primary reads the world once per cycle, decides once (domain/ha.py), acts with fenced
+writes and logs one sentence saying what it did and why."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from psycopg_pool import AsyncConnectionPool
+
+from wacluster.db import account as account_db
+from wacluster.db import nodes as nodes_db
+from wacluster.db import schema
+from wacluster.db import settings as settings_db
+from wacluster.db import shard_map
+from wacluster.db.connection import conninfo_from_env, open_pool
+from wacluster.db.listener import Listener
+from wacluster.domain.election import LeaderElector, Timings
+from wacluster.domain.ha import Action, CoreappState, ShardState, World, decide, lease_ttl
+from wacluster.kube.connection import api_client
+from wacluster.kube.lease import KubeLeaseStore
+from wacluster.runtime import metrics
+from wacluster.runtime.node import NodeIdentity, identity
+from wacluster.runtime.service import metrics_app, run_apps
+
+log = logging.getLogger("wacluster.master")
+
+SHARD_MAP_ANNOTATION = "wacluster.io/shard-map"
+MASTER_ALIVE_AFTER = 10.0  # a master whose database heartbeat is older counts as gone
+SENTENCE_REPEAT = 60.0     # repeat an unchanged sentence this often, so the log shows liveness
+
+
+class Master:
+    def __init__(self, me: NodeIdentity, pool: AsyncConnectionPool, lease_store: KubeLeaseStore | None,
+                 settings_file: Path | None) -> None:
+        self.me = me
+        self.pool = pool
+        self.lease_store = lease_store
+        self.settings_file = settings_file
+        self.settings: dict[str, Any] = dict(settings_db.DEFAULTS)
+        self.primary = False
+        self.term = 0
+        self.term_claimed = False
+        self.schema_error: str | None = None
+        self.wake = asyncio.Event()
+        self.session: aiohttp.ClientSession | None = None
+        self.last_sentence = ("", 0.0)
+        self.last_ping = 0.0
+        self.synced_file: str | None = None
+        self.published_map: str | None = None
+        self.stop: asyncio.Event | None = None
+        # Coreapps that failed a direct check just before a promotion; cleared when they answer.
+        self.unreachable: set[str] = set()
+
+    # --- election ----------------------------------------------------------------------------
+
+    async def _started_leading(self, term: int) -> None:
+        self.term, self.primary, self.term_claimed = term, True, False
+        metrics.IS_PRIMARY.set(1)
+        metrics.TERM.set(term)
+        self.wake.set()
+
+    async def _stopped_leading(self) -> None:
+        self.primary, self.term_claimed = False, False
+        metrics.IS_PRIMARY.set(0)
+        log.info("%s is no longer the primary master", self.me.name)
+        try:
+            async with self.pool.connection() as conn:
+                await nodes_db.set_state(conn, self.me.name, is_primary=False)
+        except Exception as exc:
+            log.warning("could not record stepping down: %s", exc)
+
+    async def _elect(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))
+        elector = LeaderElector(self.lease_store, self.me.name, timings)
+        await elector.run(self._started_leading, self._stopped_leading, stop)
+
+    # --- the HA loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.session = aiohttp.ClientSession()
+        async with self.pool.connection() as conn:
+            await nodes_db.register(conn, self.me.name, "master", self.me.node_id, self.me.address, self.me.version)
+            self.settings = await settings_db.read_all(conn)
+        log.info("%s started; campaigning for the master Lease", self.me.display)
+        listener = Listener(self.pool, self._notified)
+        election_stop = asyncio.Event()
+        tasks = [asyncio.create_task(listener.run(), name="listener")]
+        if self.lease_store is not None:
+            tasks.append(asyncio.create_task(self._elect(election_stop), name="election"))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.cycle()
+                except Exception as exc:
+                    self._say(f"cycle failed: {exc}")
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(_first(stop.wait(), self.wake.wait()), timeout=self._period())
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            election_stop.set()  # releases the Lease: a secondary takes over within a retry period
+            if len(tasks) > 1:
+                await asyncio.wait_for(asyncio.shield(tasks[1]), timeout=5)
+            tasks[0].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await listener.close()
+            await self.session.close()
+            try:
+                async with self.pool.connection() as conn:
+                    await nodes_db.remove(conn, self.me.name)
+            except Exception as exc:
+                log.warning("could not remove the node record: %s", exc)
+
+    def _notified(self, payload: dict) -> None:
+        if payload.get("kind") in ("handoff", "account", "settings", "listening"):
+            self.wake.set()
+
+    def _period(self) -> float:
+        # Decide often (cheap: a few queries); heartbeats keep their own interval.
+        return max(0.1, min(float(self.settings["heartbeat_interval"]) / 4, 0.5))
+
+    async def cycle(self) -> None:
+        async with self.pool.connection() as conn:
+            self.settings = await settings_db.read_all(conn)
+            await nodes_db.heartbeat(conn, self.me.name)
+            try:
+                await schema.check(conn)
+                self.schema_error = None
+            except schema.SchemaMismatch as exc:
+                if self.schema_error != str(exc):
+                    log.error("refusing to act: %s", exc)
+                self.schema_error = str(exc)
+                await nodes_db.set_state(conn, self.me.name, error=str(exc))
+                return
+        now = time.monotonic()
+        if now - self.last_ping >= float(self.settings["heartbeat_interval"]):
+            self.last_ping = now
+            await self._heartbeat_coreapps()
+        if not self.primary:
+            self._say("secondary master: heartbeating coreapps, waiting for the Lease")
+            return
+        async with self.pool.connection() as conn:
+            if not self.term_claimed:
+                if not await shard_map.claim_term(conn, self.term, self.me.name):
+                    self._say(f"holds the Lease but a newer term than {self.term} exists; not acting")
+                    return
+                self.term_claimed = True
+                await nodes_db.mark_primary(conn, self.me.name)
+                log.info("%s is the primary master (term %d)", self.me.name, self.term)
+                # A fresh primary must judge with fresh heartbeats of its own.
+                await self._heartbeat_coreapps()
+            await self._sync_settings_file(conn)
+            world = await self._read_world(conn)
+            decision = decide(world)
+            for action in decision.actions:
+                await self._execute(conn, action, world)
+            self._say(decision.sentence)
+            await self._publish(conn)
+
+    async def _heartbeat_coreapps(self) -> None:
+        async with self.pool.connection() as conn:
+            coreapps = await nodes_db.list_nodes(conn, "coreapp")
+        timeout = aiohttp.ClientTimeout(total=max(0.2, min(float(self.settings["heartbeat_interval"]), 2.0)))
+
+        results = dict(await asyncio.gather(*(self._ping(n.name, n.address, timeout) for n in coreapps)))
+        async with self.pool.connection() as conn:
+            await nodes_db.record_heartbeats(conn, self.me.name, results)
+
+    async def _ping(self, name: str, address: str, timeout: aiohttp.ClientTimeout) -> tuple[str, float | None]:
+        started = time.monotonic()
+        try:
+            async with self.session.get(f"http://{address}/heartbeat", timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise aiohttp.ClientError(f"status {resp.status}")
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            metrics.COREAPP_HEALTHY.labels(coreapp=name).set(0)
+            return name, None
+        rtt = time.monotonic() - started
+        metrics.HEARTBEAT_RTT.observe(rtt)
+        metrics.COREAPP_HEALTHY.labels(coreapp=name).set(1)
+        self.unreachable.discard(name)
+        return name, rtt * 1000
+
+    async def _read_world(self, conn) -> World:
+        rows = await shard_map.read(conn)
+        nodes = await nodes_db.list_nodes(conn)
+        views = await nodes_db.heartbeat_views(conn)
+        alive_masters = {n.name for n in nodes if n.role == "master" and n.db_heartbeat_age < MASTER_ALIVE_AFTER}
+        since_answer: dict[str, float | None] = {}
+        for view in views:
+            if view.master not in alive_masters or view.since_ok is None:
+                continue
+            best = since_answer.get(view.coreapp)
+            since_answer[view.coreapp] = view.since_ok if best is None else min(best, view.since_ok)
+        coreapps = {n.name: CoreappState(n.name, n.db_heartbeat_age, n.stopping,
+                                         None if n.name in self.unreachable else since_answer.get(n.name))
+                    for n in nodes if n.role == "coreapp"}
+        for node in nodes:
+            metrics.DB_HEARTBEAT_AGE.labels(node=node.name).set(node.db_heartbeat_age)
+        registered = await account_db.registered_phone(conn) is not None
+        s = self.settings
+        return World(
+            shards=[ShardState(r.shard, r.coreapp, r.epoch, r.lease_expired, r.revoked) for r in rows],
+            coreapps=coreapps, shard_count=int(s["shards"]), masters_alive=len(alive_masters),
+            registered=registered, heartbeat_interval=float(s["heartbeat_interval"]),
+            unhealthy_interval=float(s["unhealthy_interval"]), db_unhealthy_after=float(s["db_unhealthy_after"]))
+
+    async def _execute(self, conn, action: Action, world: World) -> None:
+        s = self.settings
+        if action.kind == "ensure_shards":
+            await shard_map.ensure_shards(conn, world.shard_count, self.term, self.me.name)
+        elif action.kind == "resize":
+            await shard_map.resize(conn, world.shard_count, self.term, self.me.name)
+        elif action.kind == "revoke":
+            await shard_map.revoke(conn, action.shard, action.epoch, self.term, self.me.name, action.reason)
+        elif action.kind == "promote":
+            started = time.monotonic()
+            # Check the candidate answers right now: the shared heartbeat table may be a beat old.
+            address = next((n.address for n in await nodes_db.list_nodes(conn, "coreapp") if n.name == action.coreapp), None)
+            if address is None or (await self._ping(action.coreapp, address, aiohttp.ClientTimeout(total=0.5)))[1] is None:
+                self.unreachable.add(action.coreapp)
+                log.warning("%s did not answer before its promotion for shard %d; choosing again",
+                            action.coreapp, action.shard)
+                self.wake.set()
+                return
+            ttl = lease_ttl(float(s["heartbeat_interval"]), float(s["unhealthy_interval"]))
+            epoch = await shard_map.promote(conn, action.shard, action.epoch, action.coreapp, ttl,
+                                            self.term, self.me.name, action.reason)
+            if epoch is None:
+                log.warning("promotion of %s for shard %d was refused (fenced or raced)", action.coreapp, action.shard)
+                return
+            metrics.PROMOTION_SECONDS.observe(time.monotonic() - started)
+            metrics.FAILOVERS.labels(reason=_reason_label(action.reason)).inc()
+            metrics.SHARD_EPOCH.labels(shard=str(action.shard)).set(epoch)
+
+    async def _sync_settings_file(self, conn) -> None:
+        """The operator's ConfigMap (spec.monitoring, spec.shards) wins whenever it changes."""
+        if not self.settings_file or not self.settings_file.exists():
+            return
+        text = self.settings_file.read_text()
+        if text == self.synced_file:
+            return
+        changed = await settings_db.write(conn, json.loads(text))
+        if changed:
+            log.info("applied settings from %s: %s", self.settings_file, settings_db.dumps(changed))
+        self.synced_file = text
+
+    async def _publish(self, conn) -> None:
+        rows = await shard_map.read(conn)
+        shards = [{"shard": r.shard, "coreapp": r.coreapp if not r.lease_expired else None, "epoch": r.epoch,
+                   "since": r.since.strftime("%Y-%m-%dT%H:%M:%SZ")} for r in rows]
+        for r in rows:
+            metrics.SHARD_CONNECTED.labels(shard=str(r.shard)).set(0 if r.lease_expired or not r.coreapp else 1)
+        text = json.dumps(shards, sort_keys=True)
+        if self.lease_store is not None and text != self.published_map:
+            # Rides on the next Lease renewal; the operator mirrors it into the cluster status.
+            self.lease_store.annotations[SHARD_MAP_ANNOTATION] = text
+            self.published_map = text
+
+    def _say(self, sentence: str) -> None:
+        last, at = self.last_sentence
+        if sentence != last or time.monotonic() - at > SENTENCE_REPEAT:
+            log.info("%s: %s", self.me.name, sentence)
+            self.last_sentence = (sentence, time.monotonic())
+
+    def ready(self) -> bool | str:
+        return self.schema_error or True
+
+
+def _reason_label(reason: str) -> str:
+    for key, label in (("planned handoff", "planned"), ("stopping", "planned"), ("heartbeat", "heartbeat"),
+                       ("database heartbeat", "db_heartbeat"), ("lease expired", "lease_expired"),
+                       ("gone", "gone"), ("no coreapp", "unassigned")):
+        if key in reason:
+            return label
+    return "other"
+
+
+async def _first(*aws) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("master", help="run a master (Lease-elected primary or secondary)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_CONTROL_PORT", "6250")))
+    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        pool = await open_pool(conninfo_from_env(), max_size=6)
+        api = await api_client()
+        namespace = os.environ.get("WACLUSTER_NAMESPACE", "default")
+        lease_name = os.environ.get("WACLUSTER_LEASE_NAME", "wacluster-master")
+        cluster = os.environ.get("WACLUSTER_CLUSTER", "")
+        store = KubeLeaseStore(api, namespace, lease_name,
+                               {"app.kubernetes.io/instance": cluster, "app.kubernetes.io/component": "master",
+                                "app.kubernetes.io/managed-by": "wacluster-operator"}
+                               if cluster else None)
+        settings_file = os.environ.get("WACLUSTER_SETTINGS_FILE")
+        master = Master(identity(args.port), pool, store, Path(settings_file) if settings_file else None)
+        apps = [(metrics_app(master.ready), args.host, args.metrics_port)] if args.metrics_port else []
+        try:
+            await run_apps(apps, master.run)
+        finally:
+            await api.close()
+            await pool.close()
+
+    asyncio.run(main())
+    return 0

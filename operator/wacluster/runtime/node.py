@@ -1,0 +1,35 @@
+"""Identity and configuration every runtime role reads from its environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+from wacluster import __version__
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    name: str        # the pod name (the seeds' host name, e.g. wacore1)
+    node_id: str     # random per process start (the seeds' container id)
+    version: str
+    address: str     # host:port of the control endpoint
+
+    @property
+    def display(self) -> str:
+        return f"{self.name}:{self.node_id}"
+
+
+def identity(control_port: int, env: dict[str, str] | None = None) -> NodeIdentity:
+    env = env if env is not None else dict(os.environ)
+    name = env.get("WACLUSTER_POD_NAME") or socket.gethostname()
+    host = env.get("WACLUSTER_ADVERTISE_HOST") or env.get("WACLUSTER_POD_IP") or "127.0.0.1"
+    return NodeIdentity(name=name, node_id=secrets.token_hex(6),
+                        version=env.get("WACLUSTER_VERSION", __version__), address=f"{host}:{control_port}")
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default

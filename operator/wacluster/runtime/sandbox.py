@@ -1,0 +1,216 @@
+"""`wacluster sandbox`: the simulated WhatsApp server.
+
+It polices what the real service polices: one live connection per (account, shard). A new
+connection replaces the old one, which is told so. A replaced client that comes back and
+replaces the newer one is a *conflict*; more than `ban_threshold` conflicts within
+`ban_window` seconds ban the account for `ban_cooldown` seconds. Deliveries are recorded by
+message id (a repeated id is acknowledged but not delivered twice) with shard, epoch and node.
+Everything is deterministic and inspectable at GET /inspect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from wacluster.runtime.service import metrics_app, run_apps
+
+log = logging.getLogger("wacluster.sandbox")
+
+
+@dataclass
+class Connection:
+    ws: web.WebSocketResponse
+    account: str
+    shard: int
+    node: str
+    epoch: int
+    opened_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class GatewayState:
+    ban_threshold: int = 3
+    ban_window: float = 60.0
+    ban_cooldown: float = 60.0
+    live: dict[tuple[str, int], Connection] = field(default_factory=dict)
+    replaced: dict[tuple[str, int], set[tuple[str, int]]] = field(default_factory=dict)
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    stale_sends: list[dict[str, Any]] = field(default_factory=list)
+    replacements: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    bans: list[dict[str, Any]] = field(default_factory=list)
+    banned_until: dict[str, float] = field(default_factory=dict)
+
+    def is_banned(self, account: str, now: float) -> bool:
+        return self.banned_until.get(account, 0) > now
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "delivered": len(self.deliveries),
+            "duplicates": len(self.duplicates),
+            "stale_sends": len(self.stale_sends),
+            "replacements": len(self.replacements),
+            "conflicts": len(self.conflicts),
+            "bans": len(self.bans),
+            "connections": {f"{a}/{s}": {"node": c.node, "epoch": c.epoch}
+                            for (a, s), c in sorted(self.live.items())},
+        }
+
+
+def registration_code(phone: str) -> str:
+    """Deterministic six-digit code, as the sandbox's SMS would carry."""
+    return str(int(hashlib.sha256(phone.encode()).hexdigest(), 16) % 1_000_000).zfill(6)
+
+
+class Gateway:
+    def __init__(self, state: GatewayState | None = None) -> None:
+        self.state = state or GatewayState()
+
+    async def connect(self, request: web.Request) -> web.WebSocketResponse:
+        query = request.query
+        try:
+            account, shard = query["account"], int(query["shard"])
+            node, epoch = query["node"], int(query["epoch"])
+        except (KeyError, ValueError):
+            raise web.HTTPBadRequest(text="connect needs account, shard, node and epoch")
+        ws = web.WebSocketResponse(heartbeat=10)
+        await ws.prepare(request)
+        now = time.time()
+        if self.state.is_banned(account, now):
+            await ws.send_json({"type": "banned", "until": self.state.banned_until[account]})
+            await ws.close()
+            return ws
+        await self._admit(Connection(ws, account, shard, node, epoch))
+        await ws.send_json({"type": "connected", "shard": shard, "epoch": epoch})
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                await self._handle(ws, account, shard, node, epoch, msg.json())
+        finally:
+            current = self.state.live.get((account, shard))
+            if current is not None and current.ws is ws:
+                del self.state.live[(account, shard)]
+        return ws
+
+    async def _admit(self, incoming: Connection) -> None:
+        key = (incoming.account, incoming.shard)
+        identity = (incoming.node, incoming.epoch)
+        current = self.state.live.get(key)
+        now = time.time()
+        if current is not None:
+            was_replaced = identity in self.state.replaced.get(key, set())
+            if was_replaced or incoming.epoch < current.epoch:
+                self._conflict(incoming, current, now)
+            self.state.replacements.append({"account": incoming.account, "shard": incoming.shard,
+                                            "old": {"node": current.node, "epoch": current.epoch},
+                                            "new": {"node": incoming.node, "epoch": incoming.epoch},
+                                            "at": now})
+            self.state.replaced.setdefault(key, set()).add((current.node, current.epoch))
+            try:
+                await current.ws.send_json({"type": "replaced", "by": {"node": incoming.node, "epoch": incoming.epoch}})
+                await current.ws.close()
+            except ConnectionError:
+                pass
+        self.state.live[key] = incoming
+        log.info("shard %d of %s connected by %s (epoch %d)", incoming.shard, incoming.account,
+                 incoming.node, incoming.epoch)
+
+    def _conflict(self, incoming: Connection, current: Connection, now: float) -> None:
+        state = self.state
+        state.conflicts.append({"account": incoming.account, "shard": incoming.shard,
+                                "stale": {"node": incoming.node, "epoch": incoming.epoch},
+                                "current": {"node": current.node, "epoch": current.epoch}, "at": now})
+        log.warning("CONFLICT on shard %d: %s (epoch %d) replaced the newer %s (epoch %d)", incoming.shard,
+                    incoming.node, incoming.epoch, current.node, current.epoch)
+        recent = [c for c in state.conflicts
+                  if c["account"] == incoming.account and now - c["at"] <= state.ban_window]
+        if len(recent) > state.ban_threshold and not state.is_banned(incoming.account, now):
+            state.banned_until[incoming.account] = now + state.ban_cooldown
+            state.bans.append({"account": incoming.account, "at": now, "until": now + state.ban_cooldown})
+            log.error("account %s BANNED for %.0fs after %d conflicts", incoming.account,
+                      state.ban_cooldown, len(recent))
+
+    async def _handle(self, ws, account: str, shard: int, node: str, epoch: int, message: dict) -> None:
+        if message.get("type") != "send":
+            return
+        current = self.state.live.get((account, shard))
+        if current is None or current.ws is not ws:
+            for item in message.get("messages", []):
+                self.state.stale_sends.append({"id": item.get("id"), "shard": shard, "node": node, "epoch": epoch})
+            await ws.send_json({"type": "error", "error": "replaced"})
+            return
+        acked = []
+        now = time.time()
+        for item in message.get("messages", []):
+            record = {"id": item["id"], "to": item.get("to"), "shard": shard, "epoch": epoch, "node": node, "at": now}
+            if item["id"] in self.state.deliveries:
+                self.state.duplicates.append(record)
+            else:
+                self.state.deliveries[item["id"]] = record
+            acked.append(item["id"])
+        await ws.send_json({"type": "ack", "ids": acked})
+        await ws.send_json({"type": "status", "statuses": [{"id": i, "status": "delivered"} for i in acked]})
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        phone = str(body.get("phone", ""))
+        if not phone.strip("+").isdigit():
+            return web.json_response({"error": "phone must be digits with an optional leading +"}, status=400)
+        return web.json_response({"phone": phone, "code": registration_code(phone)})
+
+    async def verify(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        phone, code = str(body.get("phone", "")), str(body.get("code", ""))
+        if code != registration_code(phone):
+            return web.json_response({"error": "wrong registration code"}, status=400)
+        return web.json_response({"phone": phone, "verified": True})
+
+    async def inspect(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.summary())
+
+    async def inspect_deliveries(self, request: web.Request) -> web.Response:
+        return web.json_response({"deliveries": list(self.state.deliveries.values()),
+                                  "duplicates": self.state.duplicates, "stale_sends": self.state.stale_sends,
+                                  "conflicts": self.state.conflicts, "bans": self.state.bans,
+                                  "replacements": self.state.replacements})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/connect", self.connect)
+        app.router.add_post("/v1/register", self.register)
+        app.router.add_post("/v1/verify", self.verify)
+        app.router.add_get("/inspect", self.inspect)
+        app.router.add_get("/inspect/deliveries", self.inspect_deliveries)
+        return app
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("sandbox", help="run the simulated WhatsApp server")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_GATEWAY_PORT", "6200")))
+    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
+    parser.add_argument("--ban-threshold", type=int, default=3)
+    parser.add_argument("--ban-window", type=float, default=60.0)
+    parser.add_argument("--ban-cooldown", type=float, default=60.0)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gateway = Gateway(GatewayState(args.ban_threshold, args.ban_window, args.ban_cooldown))
+    apps = [(gateway.app(), args.host, args.port)]
+    if args.metrics_port:
+        apps.append((metrics_app(lambda: True), args.host, args.metrics_port))
+    asyncio.run(run_apps(apps))
+    return 0

@@ -1,0 +1,59 @@
+"""What every runtime process shares: /metrics, /livez and /readyz, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+def metrics_app(ready: Callable[[], bool | str]) -> web.Application:
+    """`ready` returns True, or False / a reason string when the process should not get traffic."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        state = ready()
+        if state is True:
+            return web.Response(text="ok")
+        return web.Response(status=503, text=state if isinstance(state, str) else "not ready")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_apps(apps: list[tuple[web.Application, str, int]],
+                   main: Callable[[asyncio.Event], Awaitable[None]] | None = None) -> None:
+    """Serve `apps` and run `main(stop)` until SIGTERM/SIGINT; then stop serving."""
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    runners = []
+    for app, host, port in apps:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        runners.append(runner)
+    try:
+        if main is not None:
+            await main(stop)
+        else:
+            await stop.wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()

@@ -1,0 +1,225 @@
+"""The runtime roles as local processes against the local control plane and PostgreSQL: what
+the integration tests, the demo and the benchmarks drive (the seeds' single-server setup)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from wacluster.domain.sharding import route_hash
+from wacluster.testenv.processes import free_port
+
+DEFAULT_SETTINGS = {"heartbeat_interval": 1.0, "unhealthy_interval": 3.0, "db_heartbeat_interval": 1.0,
+                    "db_unhealthy_after": 6.0, "lease_duration": 4.0, "renew_deadline": 3.0, "retry_period": 0.5}
+
+
+@dataclass
+class Role:
+    name: str
+    kind: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "Role":
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 15) -> None:
+        if not self.alive:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        if self.wait(timeout) is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class LocalCluster:
+    kubeconfig: str
+    dsn: str
+    namespace: str
+    workdir: Path
+    lease_name: str = field(default_factory=lambda: f"master-{uuid.uuid4().hex[:6]}")
+    roles: dict[str, Role] = field(default_factory=dict)
+    gateway_port: int = 0
+    phone: str = "+15550001111"
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def _env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        root = Path(__file__).resolve().parents[2]
+        return {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1", "KUBECONFIG": self.kubeconfig,
+                "WACLUSTER_DATABASE_URL": self.dsn, "WACLUSTER_NAMESPACE": self.namespace,
+                "WACLUSTER_LEASE_NAME": self.lease_name, "WACLUSTER_POD_NAME": name,
+                "WACLUSTER_GATEWAY_URL": f"http://127.0.0.1:{self.gateway_port}",
+                "WACLUSTER_LISTEN_HOST": "127.0.0.1", "WACLUSTER_ADVERTISE_HOST": "127.0.0.1",
+                **(extra or {})}
+
+    def dbupgrade(self, extra_env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "wacluster", "dbupgrade"], env=self._env("dbupgrade", extra_env),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def configure(self, **settings) -> None:
+        values = {**DEFAULT_SETTINGS, **settings}
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for key, value in values.items():
+                conn.execute("INSERT INTO settings (key, value) VALUES (%s, %s::jsonb) "
+                             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                             (key, json.dumps(value)))
+            conn.execute("SELECT pg_notify('wacluster', '{\"kind\": \"settings\"}')")
+
+    def register(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO account (id, phone) VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (self.phone,))
+            conn.execute("SELECT pg_notify('wacluster', '{\"kind\": \"account\"}')")
+
+    def start_sandbox(self, **flags) -> Role:
+        self.gateway_port = free_port()
+        argv = [sys.executable, "-m", "wacluster", "sandbox", "--host", "127.0.0.1", "--port",
+                str(self.gateway_port), "--metrics-port", "0"]
+        for key, value in flags.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        role = Role("sandbox", "sandbox", argv, self._env("sandbox"), self.workdir / "sandbox.log",
+                    self.gateway_port).start()
+        self.roles["sandbox"] = role
+        self._wait_http(f"http://127.0.0.1:{self.gateway_port}/inspect")
+        return role
+
+    def start_master(self, name: str) -> Role:
+        argv = [sys.executable, "-m", "wacluster", "master", "--port", "0", "--metrics-port", "0"]
+        role = Role(name, "master", argv, self._env(name), self.workdir / f"{name}.log").start()
+        self.roles[name] = role
+        return role
+
+    def start_coreapp(self, name: str) -> Role:
+        port = free_port()
+        argv = [sys.executable, "-m", "wacluster", "coreapp", "--port", str(port), "--metrics-port", "0"]
+        role = Role(name, "coreapp", argv, self._env(name), self.workdir / f"{name}.log", port).start()
+        self.roles[name] = role
+        return role
+
+    def _wait_http(self, url: str, timeout: float = 20) -> None:
+        def answers():
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return True
+            except OSError:
+                return False
+        wait_until(answers, timeout, interval=0.1, what=f"{url} answering")
+
+    def stop_all(self) -> None:
+        for role in reversed(list(self.roles.values())):
+            role.stop()
+
+    # --- observation ---------------------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def shard_owners(self, serving_only: bool = True) -> dict[int, tuple[str | None, int]]:
+        """shard -> (coreapp, epoch); with serving_only, a shard counts when its owner is connected."""
+        rows = self.query(
+            "SELECT s.shard, s.coreapp, s.epoch, n.gateway_status, s.lease_until > now() AND NOT s.revoked "
+            "FROM shard_map s LEFT JOIN nodes n ON n.name = s.coreapp ORDER BY s.shard")
+        out = {}
+        for shard, coreapp, epoch, gateway, live in rows:
+            ok = coreapp and (not serving_only or (gateway == "connected" and live))
+            out[shard] = (coreapp if ok else None, epoch)
+        return out
+
+    def primary_master(self) -> str | None:
+        rows = self.query("SELECT name FROM nodes WHERE role = 'master' AND is_primary")
+        return rows[0][0] if len(rows) == 1 else (None if not rows else "SEVERAL:" + ",".join(r[0] for r in rows))
+
+    def lease_holder(self) -> str | None:
+        out = subprocess.run(
+            [_kubectl(), f"--kubeconfig={self.kubeconfig}", "get", "lease", self.lease_name, "-n", self.namespace,
+             "-o", "jsonpath={.spec.holderIdentity}"], capture_output=True, text=True)
+        return out.stdout.strip() or None
+
+    def gateway(self, path: str = "/inspect") -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.gateway_port}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    # --- traffic (the webapp's routing, done directly) ----------------------------------------
+
+    def send(self, recipient: str, text: str, deadline: float = 15.0) -> str | None:
+        """Store a message durably, hand it to its shard's owner; retry through failovers.
+        Returns the id once a coreapp accepted it, None when none did before the deadline."""
+        shards = len(self.query("SELECT shard FROM shard_map")) or 1
+        message_id = f"wamid.{uuid.uuid4().hex}"
+        hashed = route_hash(recipient)
+        shard = hashed % shards
+        body = {"type": "text", "text": {"body": text}}
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO messages (id, recipient, route_hash, shard, body) VALUES (%s, %s, %s, %s, %s::jsonb)",
+                         (message_id, recipient, hashed, shard, json.dumps(body)))
+        payload = json.dumps({"shard": shard, "messages": [{"id": message_id, "to": recipient, "body": body}]}).encode()
+        stop_at = time.monotonic() + deadline
+        while time.monotonic() < stop_at:
+            owner = self.shard_owners().get(shard, (None, 0))[0]
+            address = self.query("SELECT address FROM nodes WHERE name = %s", (owner,)) if owner else []
+            if address:
+                request = urllib.request.Request(f"http://{address[0][0]}/messages", data=payload, method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=2) as resp:
+                        if resp.status == 202:
+                            return message_id
+                except (OSError, urllib.error.HTTPError):
+                    pass
+            time.sleep(0.05)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cancelled = conn.execute("UPDATE messages SET status = 'cancelled' WHERE id = %s AND status = 'queued'",
+                                     (message_id,)).rowcount
+        return None if cancelled else message_id
+
+
+def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def _kubectl() -> str:
+    from wacluster.testenv.build import bin_dir
+
+    return str(bin_dir() / "kubectl")

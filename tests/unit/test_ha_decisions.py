@@ -1,0 +1,111 @@
+"""The primary master's decisions, one rule per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from wacluster.domain.ha import CoreappState, ShardState, World, decide, lease_ttl
+
+pytestmark = pytest.mark.unit
+
+
+def coreapp(name, answer=0.5, db_age=1.0, stopping=False):
+    return CoreappState(name, db_age, stopping, answer)
+
+
+def world(shards, coreapps, count=None, masters=2, registered=True):
+    return World(shards=shards, coreapps={c.name: c for c in coreapps},
+                 shard_count=count if count is not None else max(1, len(shards)),
+                 masters_alive=masters, registered=registered, heartbeat_interval=1, unhealthy_interval=3,
+                 db_unhealthy_after=10)
+
+
+def shard(k, owner, epoch=1, expired=False, revoked=False):
+    return ShardState(k, owner, epoch, expired, revoked)
+
+
+def kinds(decision):
+    return [(a.kind, a.shard, a.coreapp) for a in decision.actions]
+
+
+def test_nothing_happens_before_registration():
+    d = decide(world([], [coreapp("c1")], count=1, registered=False))
+    assert d.actions == [] and "not registered" in d.sentence
+
+
+def test_the_shard_map_is_created_first():
+    d = decide(world([], [coreapp("c1")], count=2))
+    assert kinds(d) == [("ensure_shards", None, None)]
+
+
+def test_unassigned_shard_gets_a_healthy_standby():
+    d = decide(world([shard(0, None, 0)], [coreapp("c1"), coreapp("c2")]))
+    assert kinds(d) == [("promote", 0, "c1")]
+    assert "promoting c1 for shard 0" in d.sentence
+
+
+def test_healthy_owner_is_left_alone():
+    d = decide(world([shard(0, "c1")], [coreapp("c1"), coreapp("c2")]))
+    assert d.actions == [] and d.sentence.startswith("no action")
+
+
+def test_standby_is_promoted_when_primary_stops_answering():
+    w = world([shard(0, "c1")], [coreapp("c1", answer=3.5), coreapp("c2")])
+    d = decide(w)
+    assert kinds(d) == [("revoke", 0, "c1")] and "answered no master heartbeat" in d.sentence
+    d = decide(world([shard(0, "c1", revoked=True, expired=True)], [coreapp("c1", answer=4.5), coreapp("c2")]))
+    assert kinds(d) == [("promote", 0, "c2")]
+
+
+def test_revoked_owner_is_waited_for_until_its_lease_expires():
+    d = decide(world([shard(0, "c1", revoked=True)], [coreapp("c1", answer=3.5), coreapp("c2")]))
+    assert d.actions == [] and "waiting for c1's lease" in d.sentence
+
+
+def test_with_one_master_only_the_database_rule_applies():
+    silent = [coreapp("c1", answer=100), coreapp("c2")]
+    assert decide(world([shard(0, "c1")], silent, masters=1)).actions == []
+    stale_db = [coreapp("c1", answer=100, db_age=11), coreapp("c2")]
+    assert kinds(decide(world([shard(0, "c1")], stale_db, masters=1))) == [("revoke", 0, "c1")]
+
+
+def test_stopping_owner_is_replaced_at_once_after_its_release():
+    d = decide(world([shard(0, "c1", revoked=True, expired=True)], [coreapp("c1", stopping=True), coreapp("c2")]))
+    assert kinds(d) == [("promote", 0, "c2")] and "planned handoff" in d.sentence
+
+
+def test_owner_with_an_expired_lease_is_replaced():
+    d = decide(world([shard(0, "c1", expired=True)], [coreapp("c1"), coreapp("c2")]))
+    assert kinds(d) == [("promote", 0, "c2")] and "fenced itself" in d.sentence
+
+
+def test_a_standby_must_be_answering_heartbeats():
+    d = decide(world([shard(0, None, 0)], [coreapp("c1", answer=None), coreapp("c2", answer=5)]))
+    assert d.actions == [] and "no healthy standby" in d.sentence
+
+
+def test_with_no_standby_left_the_shard_stays_unassigned_and_says_so():
+    d = decide(world([shard(0, "c1", expired=True), shard(1, "c2")], [coreapp("c2")]))
+    assert d.actions == [] and "shard 0 stays unassigned" in d.sentence
+
+
+def test_two_shards_get_two_distinct_coreapps():
+    d = decide(world([shard(0, None, 0), shard(1, None, 0)], [coreapp("c1"), coreapp("c2"), coreapp("c3")]))
+    assert kinds(d) == [("promote", 0, "c1"), ("promote", 1, "c2")]
+
+
+def test_owner_of_one_shard_is_never_promoted_for_another():
+    d = decide(world([shard(0, "c1"), shard(1, "c2", expired=True)], [coreapp("c1"), coreapp("c2"), coreapp("c3")]))
+    assert kinds(d) == [("promote", 1, "c3")]
+
+
+def test_changing_the_shard_count_first_stops_the_owners_then_resizes():
+    d = decide(world([shard(0, "c1")], [coreapp("c1"), coreapp("c2")], count=2))
+    assert kinds(d) == [("revoke", 0, "c1")]
+    d = decide(world([shard(0, "c1", expired=True, revoked=True)], [coreapp("c1"), coreapp("c2")], count=2))
+    assert kinds(d) == [("resize", None, None)]
+
+
+def test_lease_ttl_is_the_unhealthy_interval_minus_one_heartbeat():
+    assert lease_ttl(5, 30) == 25
+    assert lease_ttl(1, 2) == 1
