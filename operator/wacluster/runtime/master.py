@@ -243,6 +243,10 @@ class Master:
                 log.warning("promotion of %s for shard %d was refused (fenced or raced)", action.coreapp, action.shard)
                 return
             metrics.PROMOTION_SECONDS.observe(time.monotonic() - started)
+            previous = next((sh.coreapp for sh in world.shards if sh.shard == action.shard), None)
+            state = world.coreapps.get(previous) if previous else None
+            if state is not None and state.since_answer is not None:
+                metrics.DETECTION_SECONDS.observe(state.since_answer)
             metrics.FAILOVERS.labels(reason=_reason_label(action.reason)).inc()
             metrics.SHARD_EPOCH.labels(shard=str(action.shard)).set(epoch)
 
