@@ -20,8 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
+from wacluster.runtime.sandbox import registration_code  # noqa: E402
+from wacluster.testenv.apiclient import ApiClient  # noqa: E402
 from wacluster.testenv.build import bin_dir  # noqa: E402
 from wacluster.testenv.environment import Environment  # noqa: E402
+from wacluster.testenv.localcluster import LocalCluster, wait_until  # noqa: E402
 
 NAMESPACE = "demo"
 STARTED = time.monotonic()
@@ -103,7 +106,8 @@ def main() -> int:
         status = json.loads(kubectl("get", "wac", "-n", NAMESPACE, "-o", "json"))["items"][0]["status"]
         for cond in status["conditions"]:
             print(f"  {cond['type']:<18} {cond['status']:<6} {cond['reason']}: {cond['message']}")
-        say(f"done; operator log: {log_path}")
+        say(f"operator part done; operator log: {log_path}")
+        runtime_story(env, summary)
         return 0
     finally:
         if operator is not None:
@@ -117,6 +121,66 @@ def main() -> int:
         else:
             say("stopping the environment")
             env.down()
+
+
+def show_health(api: ApiClient, title: str) -> None:
+    print(f"\n  GET /v1/health  ({title})")
+    for key, value in sorted(api.health().items()):
+        if "errors" in value:
+            error = value["errors"][0]
+            print(f"    {key:<28} error {error['code']} {error['title']}")
+        else:
+            print(f"    {key:<28} {value['gateway_status']:<13} {value['role']}")
+    print(flush=True)
+
+
+def runtime_story(env: Environment, summary: dict) -> None:
+    """The seeds' single-server developer setup, as local processes: 2 masters, 2 coreapps,
+    a webapp and the sandbox, against the local control plane (Lease) and PostgreSQL."""
+    say("runtime: 2 masters, 2 coreapps, 1 webapp and the sandbox as local processes")
+    dsn = env.postgres.create_database("demo")
+    cluster = LocalCluster(summary["kubeconfig"], dsn, NAMESPACE, env.directory)
+    try:
+        result = cluster.dbupgrade()
+        if result.returncode != 0:
+            raise RuntimeError(f"dbupgrade failed: {result.stderr[-500:]}")
+        say("dbupgrade applied the schema and exited 0")
+        cluster.configure(heartbeat_interval=1.0, unhealthy_interval=3.0)
+        cluster.start_sandbox()
+        for name in ("master1", "master2"):
+            cluster.start_master(name)
+        for name in ("wacore1", "wacore2"):
+            cluster.start_coreapp(name)
+        role = cluster.start_webapp(password="demo-password")
+        api = ApiClient(f"https://127.0.0.1:{role.port}")
+        api.login("admin", "demo-password")
+        wait_until(lambda: len(api.health()) == 4 and any(v.get("role") == "primary_master" for v in api.health().values()),
+                   30, what="every node reporting")
+        show_health(api, "before registration")
+
+        say("registering the account (POST /v1/account, then /v1/account/verify with the sandbox's code)")
+        api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111", "method": "sms", "cert": "ZGVtbw=="})
+        api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")})
+        connected = lambda: [k for k, v in api.health().items() if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"]  # noqa: E731
+        wait_until(connected, 30, what="a connected coreapp")
+        show_health(api, "registered: one coreapp connected, the other a standby")
+
+        reply = api.send_text("+15551234567", "Hello from wacluster")
+        say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
+        owner = connected()[0].split(":")[0]
+        say(f"stopping the connected coreapp {owner} (SIGKILL: an unplanned failure)")
+        cluster.roles[owner].signal(signal.SIGKILL)
+        started = time.monotonic()
+        wait_until(lambda: [k for k in connected() if not k.startswith(owner + ":")], 30, what="the standby connected")
+        say(f"the standby took over shard 0 in {time.monotonic() - started:.1f}s (heartbeat 1 s, unhealthy 3 s)")
+        show_health(api, "after the failover")
+        reply = api.send_text("+15551234567", "Still here after the failover")
+        say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
+        time.sleep(0.5)
+        report = cluster.gateway()
+        say(f"sandbox: {report['delivered']} delivered, {report['conflicts']} conflicts, {report['bans']} bans")
+    finally:
+        cluster.stop_all()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ SUBCOMMANDS = [
     "wacluster.runtime.master",
     "wacluster.runtime.coreapp",
     "wacluster.runtime.sandbox",
+    "wacluster.runtime.webapp.app",
     "wacluster.runtime.dbupgrade",
     "wacluster.testenv.cli",
     "wacluster.api.cli",

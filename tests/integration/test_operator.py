@@ -259,3 +259,34 @@ def test_kubectl_explain_describes_every_spec_field(k, crd):
     assert "Number of shards (multiconnect)" in out
     monitoring = k("explain", "whatsappcluster.spec.monitoring")
     assert "Seconds between heartbeats from every master to every coreapp" in monitoring
+
+
+def _master_lease(ns: str, holder: str, shards: list[dict]) -> dict:
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "wa-master", "namespace": ns,
+                         "labels": {"app.kubernetes.io/instance": "wa",
+                                    "app.kubernetes.io/managed-by": "wacluster-operator"},
+                         "annotations": {"wacluster.io/shard-map": json.dumps(shards)}},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}}
+
+
+def test_status_mirrors_the_primary_master_and_shard_map_published_on_the_lease(k, ns):
+    """The primary master publishes the shard map on its Lease (the operator never reads the
+    database); here a Lease written as the master writes it stands in for the master."""
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    shards = [{"shard": 0, "coreapp": "wa-coreapp-aaa", "epoch": 3, "since": "2026-01-01T00:00:00Z"}]
+    k("apply", "-f", "-", input=json.dumps(_master_lease(ns, "wa-master-xyz", shards)))
+    st = eventually(lambda: status(k, ns).get("primaryMaster") == "wa-master-xyz" and status(k, ns),
+                    what="primary mirrored")
+    assert st["shards"][0]["coreapp"] == "wa-coreapp-aaa" and st["shards"][0]["epoch"] == 3
+    assert "wa-master-xyz" in k("get", "wac", "wa", "-n", ns)
+    shards = [{"shard": 0, "coreapp": "wa-coreapp-bbb", "epoch": 4, "since": "2026-01-01T00:01:00Z"}]
+    k("apply", "-f", "-", input=json.dumps(_master_lease(ns, "wa-master-xyz", shards)))
+    eventually(lambda: "CoreappPromoted" in k("get", "events", "-n", ns, "--field-selector",
+                                              "involvedObject.kind=WhatsAppCluster"), what="promotion event")
+    shards = [{"shard": 0, "coreapp": None, "epoch": 4, "since": "2026-01-01T00:01:00Z"}]
+    k("apply", "-f", "-", input=json.dumps(_master_lease(ns, "wa-master-xyz", shards)))
+    st = wait_phase(k, ns, "Degraded")
+    degraded = {c["type"]: c for c in st["conditions"]}["Degraded"]
+    assert degraded["reason"] == "ShardsUnassigned" and "[0]" in degraded["message"]

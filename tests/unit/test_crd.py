@@ -55,3 +55,10 @@ def test_printer_columns_answer_ready_version_shards_primary_age():
 
 def test_rendered_yaml_parses_back():
     assert yaml.safe_load(render())["metadata"]["name"] == "whatsappclusters.wacluster.io"
+
+
+def test_committed_openapi_document_matches_the_models():
+    from wacluster.api.cli import render_openapi
+
+    committed = (ROOT / "docs" / "openapi.json").read_text()
+    assert committed == render_openapi(), "docs/openapi.json is stale: run `make crds` and commit it"

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from wacluster.api.v1alpha1 import GROUP, KIND, VERSION, WhatsAppClusterSpec
-from wacluster.controller.credentials import random_password, self_signed_certificate
+from wacluster.crypto.credentials import random_password, self_signed_certificate
 from wacluster.domain.cluster_status import Observation, RoleCounts, compute_status, merge_conditions
 from wacluster.domain.upgrade import JobPhase, Rollout, plan_rollout
 from wacluster.kube.objects import Objects, owner_reference

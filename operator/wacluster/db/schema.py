@@ -71,6 +71,19 @@ MIGRATIONS: list[tuple[int, str]] = [
                             to_coreapp text, epoch bigint NOT NULL, reason text NOT NULL,
                             at timestamptz NOT NULL DEFAULT now());
     """),
+    (2, """
+    CREATE TABLE media (id text PRIMARY KEY, content_type text NOT NULL, size bigint NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now());
+    CREATE TABLE webhook_events (
+        id bigserial PRIMARY KEY,
+        payload jsonb NOT NULL,
+        attempts int NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        delivered_at timestamptz,
+        last_error text
+    );
+    CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE delivered_at IS NULL;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

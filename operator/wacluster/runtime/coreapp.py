@@ -25,6 +25,7 @@ from wacluster.db import nodes as nodes_db
 from wacluster.db import schema
 from wacluster.db import settings as settings_db
 from wacluster.db import shard_map
+from wacluster.db import webhooks as webhooks_db
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.db.listener import Listener
 from wacluster.domain.fencing import ShardLease
@@ -136,7 +137,7 @@ class Coreapp:
                 return
         lease.confirmed(sent)
         link = GatewayLink(self.session, self.gateway_url, phone, shard, self.me.name, epoch,
-                           on_closed=self._gateway_closed)
+                           on_closed=self._gateway_closed, on_status=self._statuses)
         try:
             await link.open()
         except (GatewayClosed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -184,6 +185,19 @@ class Coreapp:
         if lease and ("replaced" in reason or "banned" in reason):
             self.given_up.add((lease.shard, lease.epoch))
         await self.fence(reason)
+
+    async def _statuses(self, statuses: list[dict]) -> None:
+        """Delivery statuses become webhook events (durable; any webapp posts them)."""
+        if not self.settings.get("webhook_url") or not statuses:
+            return
+        lease = self.lease
+        try:
+            async with self.pool.connection() as conn:
+                await webhooks_db.enqueue(conn, [{"statuses": [
+                    {**s, "timestamp": str(int(time.time())), "shard": lease.shard if lease else None}
+                    for s in statuses]}])
+        except Exception as exc:
+            log.warning("could not queue %d status webhook(s): %s", len(statuses), exc)
 
     async def _watchdog(self) -> None:
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -131,13 +132,33 @@ class LocalCluster:
         return role
 
     def _wait_http(self, url: str, timeout: float = 20) -> None:
+        context = ssl._create_unverified_context()  # our own self-signed test certificate
+
         def answers():
             try:
-                with urllib.request.urlopen(url, timeout=1):
+                with urllib.request.urlopen(url, timeout=1, context=context):
                     return True
             except OSError:
                 return False
         wait_until(answers, timeout, interval=0.1, what=f"{url} answering")
+
+    def start_webapp(self, name: str = "webapp", password: str = "secret-admin-password",
+                     plain_http: bool = False, token_ttl: float | None = None, media_max_bytes: int | None = None) -> Role:
+        port = free_port()
+        argv = [sys.executable, "-m", "wacluster", "webapp", "--host", "127.0.0.1", "--port", str(port),
+                "--metrics-port", "0", "--media-dir", str(self.workdir / "media")]
+        if token_ttl is not None:
+            argv += ["--token-ttl", str(token_ttl)]
+        if media_max_bytes is not None:
+            argv += ["--media-max-bytes", str(media_max_bytes)]
+        if plain_http:
+            argv.append("--plain-http")
+        role = Role(name, "webapp", argv, self._env(name, {"WACLUSTER_ADMIN_PASSWORD": password}),
+                    self.workdir / f"{name}.log", port).start()
+        self.roles[name] = role
+        scheme = "http" if plain_http else "https"
+        self._wait_http(f"{scheme}://127.0.0.1:{port}/v1/openapi.json")
+        return role
 
     def stop_all(self) -> None:
         for role in reversed(list(self.roles.values())):

@@ -1,0 +1,83 @@
+"""The OpenAPI document, generated from the request/response models in api/rest.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from wacluster import __version__
+from wacluster.api import rest
+
+MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
+          rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse]
+
+
+def _ref(model) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": "error", "content": _json(rest.ErrorResponse)} for s in statuses}
+
+
+def _op(summary: str, ok: str, ok_model=None, body=None, errors=(400, 401), secured=True) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary,
+                          "responses": {ok: {"description": "success", **({"content": _json(ok_model)} if ok_model else {})},
+                                        **_errors(*errors)}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if secured:
+        op["security"] = [{"bearer": []}]
+    else:
+        op["security"] = [{"basic": []}]
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+    health = {"type": "object", "properties": {"health": {"type": "object", "additionalProperties": {"type": "object"}}}}
+    settings = {"type": "object", "properties": {"settings": {"type": "object"}}}
+    binary = {"content": {t: {"schema": {"type": "string", "format": "binary"}}
+                          for t in ("image/jpeg", "image/png", "application/pdf", "text/plain")}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "wacluster WhatsApp Business API", "version": __version__},
+        "components": {"schemas": schemas.get("$defs", {}),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                           "basic": {"type": "http", "scheme": "basic"}}},
+        "paths": {
+            "/v1/users/login": {"post": _op("Log in with the admin credentials", "200", rest.LoginResponse,
+                                            errors=(401,), secured=False)},
+            "/v1/health": {"get": {**_op("Health of every master and coreapp", "200", errors=(401,)),
+                                   "responses": {"200": {"description": "health",
+                                                         "content": {"application/json": {"schema": health}}},
+                                                 **_errors(401)}}},
+            "/v1/account": {"post": _op("Request a registration code", "202", body=rest.AccountRequest,
+                                        errors=(400, 401, 503))},
+            "/v1/account/verify": {"post": _op("Verify the registration code", "201", body=rest.VerifyRequest,
+                                               errors=(400, 401, 503))},
+            "/v1/account/shards": {"post": _op("Set the number of shards", "201", body=rest.ShardsRequest)},
+            "/v1/settings/application": {
+                "get": {**_op("Read application settings", "200", errors=(401,)),
+                        "responses": {"200": {"description": "settings",
+                                              "content": {"application/json": {"schema": settings}}}, **_errors(401)}},
+                "patch": {**_op("Change application settings", "200", body=rest.ApplicationSettings),
+                          "responses": {"200": {"description": "settings",
+                                                "content": {"application/json": {"schema": settings}}},
+                                        **_errors(400, 401)}}},
+            "/v1/messages": {"post": _op("Send a message", "201", rest.MessagesResponse, body=rest.OutgoingMessage,
+                                         errors=(400, 401, 503))},
+            "/v1/media": {"post": {**_op("Upload media", "201", rest.MediaResponse, errors=(400, 401, 413, 415)),
+                                   "requestBody": {"required": True, **binary}}},
+            "/v1/media/{media_id}": {"get": {**_op("Download media", "200", errors=(401, 404)),
+                                             "parameters": [{"name": "media_id", "in": "path", "required": True,
+                                                             "schema": {"type": "string"}}],
+                                             "responses": {"200": {"description": "the media bytes", **binary},
+                                                           **_errors(401, 404)}}},
+        },
+    }

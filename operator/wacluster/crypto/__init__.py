@@ -1,0 +1,1 @@
+"""Key and certificate generation (cryptography): an adapter both the operator and the runtime use."""

@@ -1,0 +1,1 @@
+"""`wacluster webapp`: the REST API, routed by the shard map."""

@@ -1,0 +1,146 @@
+"""Assembles the webapp: routes, middlewares (errors, metrics, auth), TLS and the CLI entry."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from wacluster.crypto.credentials import self_signed_certificate
+from wacluster.db.connection import conninfo_from_env, open_pool
+from wacluster.runtime.service import install_stop_signals, metrics_app
+from wacluster.runtime.webapp.auth import Auth
+from wacluster.runtime.webapp.errors import error_middleware
+from wacluster.runtime.webapp.handlers import Handlers
+from wacluster.runtime.webapp.media import Media
+from wacluster.api.openapi import openapi_document
+from wacluster.runtime.webapp.routing import Router, ShardMapCache
+from wacluster.runtime.webapp.webhooks import WebhookDispatcher
+
+log = logging.getLogger("wacluster.webapp")
+
+REQUESTS = Counter("wacluster_webapp_requests_total", "API requests by route and status.", ["route", "status"])
+LATENCY = Histogram("wacluster_webapp_request_duration_seconds", "API request latency by route.", ["route"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+MAX_BODY = 17 * 1024 * 1024  # the media limit plus headroom; JSON bodies are checked tighter
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler):
+    started = time.monotonic()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    response = await handler(request)
+    REQUESTS.labels(route=route, status=str(response.status)).inc()
+    LATENCY.labels(route=route).observe(time.monotonic() - started)
+    return response
+
+
+def build_app(handlers: Handlers, auth: Auth, media: Media) -> web.Application:
+    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth.middleware()],
+                          client_max_size=MAX_BODY)
+    routes = [
+        ("POST", "/v1/users/login", auth.login),
+        ("GET", "/v1/health", handlers.health),
+        ("POST", "/v1/account", handlers.register),
+        ("POST", "/v1/account/verify", handlers.verify),
+        ("POST", "/v1/account/shards", handlers.set_shards),
+        ("GET", "/v1/settings/application", handlers.get_settings),
+        ("PATCH", "/v1/settings/application", handlers.patch_settings),
+        ("POST", "/v1/messages", handlers.send_message),
+        ("POST", "/v1/media", media.upload),
+        ("GET", "/v1/media/{media_id}", media.download),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    document = openapi_document()
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/v1/openapi.json", openapi)
+    return app
+
+
+def tls_context(directory: str | None) -> ssl.SSLContext:
+    """The certificate from the cluster's TLS Secret, or a self-signed one when there is none."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    cert = Path(directory or "/nonexistent") / "tls.crt"
+    key = Path(directory or "/nonexistent") / "tls.key"
+    if cert.exists() and key.exists():
+        context.load_cert_chain(str(cert), str(key))
+        return context
+    log.warning("no TLS certificate in %s; serving a self-signed one", directory)
+    pem_cert, pem_key = self_signed_certificate(["localhost"])
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "c").write_bytes(pem_cert)
+        (Path(tmp) / "k").write_bytes(pem_key)
+        context.load_cert_chain(str(Path(tmp) / "c"), str(Path(tmp) / "k"))
+    return context
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("webapp", help="run the REST API (routes requests by the shard map)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_API_PORT", "9090")))
+    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
+    parser.add_argument("--media-dir", default=os.environ.get("WACLUSTER_MEDIA_DIR", "/media"))
+    parser.add_argument("--media-max-bytes", type=int, default=int(os.environ.get("WACLUSTER_MEDIA_MAX_BYTES", 16 * 1024 * 1024)))
+    parser.add_argument("--token-ttl", type=float, default=float(os.environ.get("WACLUSTER_TOKEN_TTL", 7 * 86400)))
+    parser.add_argument("--plain-http", action="store_true", help="serve without TLS (local benchmarks only)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    username = os.environ.get("WACLUSTER_ADMIN_USERNAME", "admin")
+    password = os.environ.get("WACLUSTER_ADMIN_PASSWORD")
+    if not password:
+        raise RuntimeError("WACLUSTER_ADMIN_PASSWORD is not set (the operator passes it from the admin Secret)")
+
+    async def main() -> None:
+        pool = await open_pool(conninfo_from_env(), min_size=2, max_size=16)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        cache = ShardMapCache(pool)
+        handlers = Handlers(pool, cache, Router(cache, session), session,
+                            os.environ.get("WACLUSTER_GATEWAY_URL", "http://127.0.0.1:6200"))
+        app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
+                        Media(pool, Path(args.media_dir), args.media_max_bytes))
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        background = [asyncio.create_task(cache.run()),
+                      asyncio.create_task(WebhookDispatcher(pool, session).run())]
+        runners = []
+        context = None if args.plain_http else tls_context(os.environ.get("WACLUSTER_TLS_DIR"))
+        for application, port, ssl_context in [(app, args.port, context),
+                                               (metrics_app(lambda: cache.loaded_at > 0 or "shard map not loaded"),
+                                                args.metrics_port, None)]:
+            if not port:
+                continue
+            runner = web.AppRunner(application, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, args.host, port, ssl_context=ssl_context, reuse_address=True).start()
+            runners.append(runner)
+        log.info("webapp serving %s on %s:%d", "HTTP" if args.plain_http else "HTTPS", args.host, args.port)
+        try:
+            await stop.wait()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            for runner in runners:
+                await runner.cleanup()
+            await session.close()
+            await pool.close()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,81 @@
+"""Every error leaves in the on-premises shape {"errors": [{"code", "title", "details"}]}."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+from pydantic import ValidationError
+
+log = logging.getLogger("wacluster.webapp")
+
+# (HTTP status, code, title) per kind of failure, after the on-premises API's codes.
+KINDS = {
+    "bad_request": (400, 1009, "Parameter value is not valid"),
+    "unauthorized": (401, 1005, "Access denied"),
+    "not_found": (404, 1006, "Resource not found"),
+    "method": (405, 1000, "Method not allowed"),
+    "too_large": (413, 1009, "Request entity too large"),
+    "unsupported": (415, 1009, "Unsupported media type"),
+    "not_ready": (503, 1011, "Service not ready"),
+    "internal": (500, 1014, "Internal error"),
+}
+
+
+def error_response(kind: str, details: str, headers: dict[str, str] | None = None) -> web.Response:
+    status, code, title = KINDS[kind]
+    return web.json_response({"errors": [{"code": code, "title": title, "details": details}]},
+                             status=status, headers=headers)
+
+
+class ApiError(Exception):
+    def __init__(self, kind: str, details: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(details)
+        self.kind, self.details, self.headers = kind, details, headers
+
+
+def describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def parse(request: web.Request, model):
+    """The request body as `model`, or a 400 that says what to fix."""
+    if request.content_length is not None and request.content_length > 64 * 1024:
+        raise ApiError("too_large", "JSON bodies are limited to 64 KiB")
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("bad_request", f"the body is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        raise ApiError("bad_request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError("bad_request", describe_validation(exc))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.kind, exc.details, exc.headers)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response("too_large", "the body exceeds the size limit")
+    except web.HTTPNotFound:
+        return error_response("not_found", f"no route for {request.method} {request.path}")
+    except web.HTTPMethodNotAllowed:
+        return error_response("method", f"{request.method} is not supported on {request.path}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response("bad_request", exc.reason or "bad request")
+    except Exception:  # never let a stack trace reach a client
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response("internal", "an internal error occurred; see the webapp log")

@@ -1,0 +1,152 @@
+"""The REST endpoints. Each handler validates, calls the database or the router, and answers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from wacluster.api.rest import (
+    AccountRequest, ApplicationSettings, OutgoingMessage, ShardsRequest, VerifyRequest,
+)
+from wacluster.db import account as account_db
+from wacluster.db import messages as messages_db
+from wacluster.db import nodes as nodes_db
+from wacluster.db import settings as settings_db
+from wacluster.db.messages import Message
+from wacluster.domain.health import NodeHealthInput, health
+from wacluster.domain.sharding import route_hash
+from wacluster.runtime.webapp.errors import ApiError, parse
+from wacluster.runtime.webapp.routing import Router, ShardMapCache
+
+REQUEST_DEADLINE = 10.0  # how long a send may wait for a failover before answering 503
+
+
+class Handlers:
+    def __init__(self, pool: AsyncConnectionPool, cache: ShardMapCache, router: Router,
+                 session: aiohttp.ClientSession, gateway_url: str) -> None:
+        self.pool, self.cache, self.router = pool, cache, router
+        self.session = session
+        self.gateway_url = gateway_url.rstrip("/")
+        self.pending_phone: str | None = None
+
+    # --- health ------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        async with self.pool.connection() as conn:
+            nodes = await nodes_db.list_nodes(conn)
+            registered = await account_db.registered_phone(conn) is not None
+            settings = await settings_db.read_all(conn)
+            serving = {row[0] for row in await (await conn.execute(
+                "SELECT coreapp FROM shard_map WHERE coreapp IS NOT NULL AND NOT revoked "
+                "AND lease_until > now()")).fetchall()}
+            shard_count = (await (await conn.execute("SELECT count(*) FROM shard_map")).fetchone())[0]
+        inputs = [NodeHealthInput(n.name, n.node_id, n.role, n.is_primary, n.gateway_status, n.db_heartbeat_age,
+                                  n.stopping, n.error, n.name in serving) for n in nodes]
+        stale = max(float(settings["db_unhealthy_after"]), 3 * float(settings["db_heartbeat_interval"]), 10.0)
+        return web.json_response(health(inputs, registered, shard_count or int(settings["shards"]), stale))
+
+    # --- account -------------------------------------------------------------------------------
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await parse(request, AccountRequest)
+        reply = await self._gateway("/v1/register", {"phone": body.phone})
+        self.pending_phone = reply["phone"]
+        async with self.pool.connection() as conn:
+            await settings_db.write(conn, {"pending_registration": body.phone})
+        return web.json_response({"account": [{"vname": body.phone}]}, status=202)
+
+    async def verify(self, request: web.Request) -> web.Response:
+        body = await parse(request, VerifyRequest)
+        async with self.pool.connection() as conn:
+            phone = (await settings_db.read_all(conn)).get("pending_registration")
+        if not phone:
+            raise ApiError("bad_request", "no registration is pending: POST /v1/account first")
+        await self._gateway("/v1/verify", {"phone": phone, "code": body.code})
+        async with self.pool.connection() as conn:
+            await account_db.register(conn, phone)
+        return web.json_response({}, status=201)
+
+    async def set_shards(self, request: web.Request) -> web.Response:
+        body = await parse(request, ShardsRequest)
+        async with self.pool.connection() as conn:
+            phone = await account_db.registered_phone(conn)
+            if phone is None:
+                raise ApiError("bad_request", "register the account before setting shards")
+            if phone != f"+{body.cc}{body.phone_number}":
+                raise ApiError("bad_request", "cc and phone_number do not match the registered account")
+            coreapps = [n for n in await nodes_db.list_nodes(conn, "coreapp") if not n.stopping]
+            if len(coreapps) < body.shards:
+                raise ApiError("bad_request", f"{body.shards} shards need at least {body.shards} coreapps; "
+                                              f"{len(coreapps)} are running")
+            await settings_db.write(conn, {"shards": body.shards})
+        return web.json_response({}, status=201)
+
+    async def _gateway(self, path: str, payload: dict) -> dict:
+        try:
+            async with self.session.post(self.gateway_url + path, json=payload,
+                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status >= 400:
+                    raise ApiError("bad_request", f"the WhatsApp server refused: {data.get('error', data)}")
+                return data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError("not_ready", f"the WhatsApp server is unreachable: {exc}")
+
+    # --- settings ------------------------------------------------------------------------------
+
+    async def get_settings(self, request: web.Request) -> web.Response:
+        async with self.pool.connection() as conn:
+            values = await settings_db.read_all(conn)
+        return web.json_response({"settings": {"application": _application_view(values)}})
+
+    async def patch_settings(self, request: web.Request) -> web.Response:
+        body = await parse(request, ApplicationSettings)
+        changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True).items()
+                                   if k != "webhooks" and v is not None}
+        if body.webhooks is not None:
+            changes["webhook_url"] = str(body.webhooks.url) if body.webhooks.url else None
+        async with self.pool.connection() as conn:
+            current = await settings_db.read_all(conn)
+            merged = {**current, **changes}
+            if float(merged["unhealthy_interval"]) < 2 * float(merged["heartbeat_interval"]):
+                raise ApiError("bad_request", "unhealthy_interval must be at least twice heartbeat_interval")
+            if float(merged["db_unhealthy_after"]) <= float(merged["db_heartbeat_interval"]):
+                raise ApiError("bad_request", "db_unhealthy_after must be greater than db_heartbeat_interval")
+            await settings_db.write(conn, changes)
+        return web.json_response({"settings": {"application": _application_view(merged)}})
+
+    # --- messages ------------------------------------------------------------------------------
+
+    async def send_message(self, request: web.Request) -> web.Response:
+        body = await parse(request, OutgoingMessage)
+        async with self.pool.connection() as conn:
+            if await account_db.registered_phone(conn) is None:
+                raise ApiError("not_ready", "the account is not registered yet")
+        message_id = f"wamid.{uuid.uuid4().hex}"
+        hashed = route_hash(body.to)
+        shard = hashed % self.cache.shard_count
+        content = body.model_dump(exclude_none=True)
+        async with self.pool.connection() as conn:
+            await messages_db.insert(conn, Message(message_id, body.to, shard, content), hashed)
+        outgoing = [{"id": message_id, "to": body.to, "body": content}]
+        if await self.router.deliver(shard, outgoing, time.monotonic() + REQUEST_DEADLINE):
+            return web.json_response({"messages": [{"id": message_id}]}, status=201)
+        async with self.pool.connection() as conn:
+            if not await messages_db.cancel(conn, message_id):
+                return web.json_response({"messages": [{"id": message_id}]}, status=201)
+        raise ApiError("not_ready", f"shard {shard} has no connected coreapp right now; retry shortly",
+                       headers={"Retry-After": "2"})
+
+
+def _application_view(values: dict[str, Any]) -> dict[str, Any]:
+    view = {k: values[k] for k in ("heartbeat_interval", "unhealthy_interval", "db_heartbeat_interval",
+                                   "db_unhealthy_after")}
+    view["webhooks"] = {"url": values.get("webhook_url")}
+    view["shards"] = values.get("shards")
+    return view
+

@@ -1,0 +1,118 @@
+"""Route a message to the coreapp that owns its shard, from an in-memory copy of the shard map
+kept fresh by LISTEN/NOTIFY and a periodic full reload. Keeps working with every master down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client import Counter, Gauge
+from psycopg_pool import AsyncConnectionPool
+
+from wacluster.db.listener import Listener
+
+log = logging.getLogger("wacluster.webapp")
+
+ROUTING_RETRIES = Counter("wacluster_webapp_routing_retries_total",
+                          "Attempts to hand a message to a coreapp that had to be repeated.", ["reason"])
+SHARD_MAP_EPOCH = Gauge("wacluster_webapp_shard_map_epoch", "Epoch of each shard in this webapp's shard map.",
+                        ["shard"])
+SHARD_MAP_AGE = Gauge("wacluster_webapp_shard_map_age_seconds", "Seconds since this webapp last reloaded the shard map.")
+RELOAD_EVERY = 2.0
+
+
+@dataclass(frozen=True)
+class Owner:
+    coreapp: str
+    address: str
+    epoch: int
+
+
+class ShardMapCache:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self.owners: dict[int, Owner | None] = {}
+        self.shard_count = 1
+        self.loaded_at = 0.0
+        self.changed = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self.listener = Listener(pool, self._notified)
+
+    def _notified(self, payload: dict) -> None:
+        if payload.get("kind") in ("shard_map", "handoff", "listening", "settings"):
+            self._dirty.set()
+
+    async def reload(self) -> None:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT s.shard, CASE WHEN s.revoked THEN NULL ELSE s.coreapp END, n.address, s.epoch FROM shard_map s "
+                "LEFT JOIN nodes n ON n.name = s.coreapp AND n.role = 'coreapp' "
+                "WHERE true ORDER BY s.shard")).fetchall()
+        owners = {}
+        for shard, coreapp, address, epoch in rows:
+            owners[shard] = Owner(coreapp, address, epoch) if coreapp and address else None
+            SHARD_MAP_EPOCH.labels(shard=str(shard)).set(epoch)
+        self.owners = owners
+        self.shard_count = max(1, len(owners))
+        self.loaded_at = time.monotonic()
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        listen = asyncio.create_task(self.listener.run())
+        try:
+            while True:
+                try:
+                    await self.reload()
+                except Exception as exc:
+                    log.warning("cannot reload the shard map: %s", exc)
+                self._dirty.clear()
+                try:
+                    await asyncio.wait_for(self._dirty.wait(), timeout=RELOAD_EVERY)
+                except asyncio.TimeoutError:
+                    pass
+                SHARD_MAP_AGE.set(time.monotonic() - self.loaded_at)
+        finally:
+            listen.cancel()
+            await self.listener.close()
+
+    def invalidate(self) -> None:
+        self._dirty.set()
+
+
+class Router:
+    """Hands messages to shard owners; retries through a failover until the deadline."""
+
+    def __init__(self, cache: ShardMapCache, session: aiohttp.ClientSession) -> None:
+        self.cache = cache
+        self.session = session
+
+    async def deliver(self, shard: int, messages: list[dict], deadline: float) -> bool:
+        """True once the shard's owner accepted; False when no owner did before `deadline`."""
+        payload = {"shard": shard, "messages": messages}
+        while True:
+            owner = self.cache.owners.get(shard)
+            reason = "no_owner"
+            if owner is not None:
+                try:
+                    timeout = aiohttp.ClientTimeout(total=max(0.1, min(2.0, deadline - time.monotonic())))
+                    async with self.session.post(f"http://{owner.address}/messages", json=payload,
+                                                 timeout=timeout) as resp:
+                        if resp.status == 202:
+                            return True
+                        reason = "not_owner"
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    reason = "unreachable"
+                self.cache.invalidate()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ROUTING_RETRIES.labels(reason=reason).inc()
+            changed = self.cache.changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.1))
+            except asyncio.TimeoutError:
+                pass
