@@ -316,6 +316,14 @@ class Coreapp:
         await self.fence("it is shutting down (planned handoff)")
         async with self.pool.connection() as conn:
             await shard_map.release(conn, lease.shard, lease.epoch, self.me.name, "planned handoff")
+            standbys = (await (await conn.execute(
+                "SELECT count(*) FROM nodes WHERE role = 'coreapp' AND name <> %s AND NOT stopping "
+                "AND db_heartbeat_at > now() - make_interval(secs => %s)",
+                (self.me.name, float(self.settings["db_unhealthy_after"])))).fetchone())[0]
+        if standbys == 0:
+            log.warning("no standby coreapp to hand shard %d to; it stays unassigned", lease.shard)
+            await self._deregister()
+            return
         started = time.monotonic()
         while time.monotonic() - started < HANDOFF_DEADLINE:
             async with self.pool.connection() as conn:

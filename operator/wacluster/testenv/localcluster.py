@@ -160,9 +160,17 @@ class LocalCluster:
         self._wait_http(f"{scheme}://127.0.0.1:{port}/v1/openapi.json")
         return role
 
-    def stop_all(self) -> None:
-        for role in reversed(list(self.roles.values())):
-            role.stop()
+    def stop_all(self, timeout: float = 15) -> None:
+        """SIGTERM everything at once, then wait; whatever is still running after `timeout` is killed."""
+        roles = [r for r in self.roles.values() if r.alive]
+        for role in roles:
+            role.signal(signal.SIGCONT)
+            role.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for role in roles:
+            if role.wait(max(0.1, deadline - time.monotonic())) is None:
+                role.proc.kill()
+                role.proc.wait()
 
     # --- observation ---------------------------------------------------------------------------
 
