@@ -42,6 +42,6 @@ def test_fuzzed_requests_get_no_server_error_and_match_the_document(kubeconfig, 
         assert result.returncode == 0, summary + result.stderr[-2000:]
         counts = re.search(r"(\d+) generated, (\d+) passed", summary)
         assert counts and int(counts.group(1)) > 100 and counts.group(1) == counts.group(2), summary
-        assert "Traceback" not in webapp.output()
+        assert "unhandled error on" not in webapp.output()  # no request reached our 500 path
     finally:
         cluster.stop_all()
