@@ -33,6 +33,7 @@ test: testenv-build
 # The CRD is generated from the pydantic models; tests fail when the committed file drifts.
 crds: venv
 	$(WAC) crd -o crds/whatsappcluster.yaml
+	$(WAC) crd -o charts/wacluster/crds/whatsappcluster.yaml
 	$(WAC) openapi -o docs/openapi.json
 
 unit: venv

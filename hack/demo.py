@@ -2,7 +2,7 @@
 """`make demo`: the local story, start to finish, in readable steps.
 
 Brings up the local control plane and PostgreSQL, installs the CRD, runs the operator, applies
-examples/whatsappcluster.yaml, waits until the cluster is Ready and prints what was created.
+examples/minimal.yaml, waits until the cluster is Ready and prints what was created.
 Everything it started is stopped at the end (pass --keep to leave the environment running).
 """
 
@@ -88,8 +88,8 @@ def main() -> int:
                  "PYTHONPATH": str(ROOT / "operator")},
         )
 
-        say("applying examples/whatsappcluster.yaml")
-        print(kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "whatsappcluster.yaml")), flush=True)
+        say("applying examples/minimal.yaml")
+        print(kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "minimal.yaml")), flush=True)
 
         def ready():
             out = kubectl("get", "wac", "-n", NAMESPACE, "-o", "json")

@@ -9,6 +9,7 @@ import sys
 # Subcommand modules, each with add_parser(subparsers); imported only when the CLI is built.
 SUBCOMMANDS = [
     "wacluster.controller.main",
+    "wacluster.controller.support_bundle",
     "wacluster.runtime.master",
     "wacluster.runtime.coreapp",
     "wacluster.runtime.sandbox",

@@ -35,7 +35,10 @@ def operator_kubeconfig(admin_kubeconfig: str, directory: Path) -> str:
     """A kubeconfig holding only the operator ServiceAccount's token (bound cluster-wide)."""
     k = lambda *a, **kw: kubectl(admin_kubeconfig, *a, **kw)  # noqa: E731
     k("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    k("apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
+    rules = yaml.safe_load((ROOT / "charts" / "wacluster" / "files" / "operator-rules.yaml").read_text())
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "wacluster-operator"}, "rules": rules}
+    k("apply", "-f", "-", input=json.dumps(role))
     k("create", "serviceaccount", "wacluster-operator", "-n", OPERATOR_NAMESPACE, check=False)
     k("create", "clusterrolebinding", "wacluster-operator", "--clusterrole=wacluster-operator",
       f"--serviceaccount={OPERATOR_NAMESPACE}:wacluster-operator", check=False)
@@ -64,8 +67,10 @@ class OperatorProcess:
         self.args = args or ["--all-namespaces"]
         self.identity = identity
         self.proc: subprocess.Popen | None = None
+        self.log_offset = 0
 
     def start(self) -> "OperatorProcess":
+        self.log_offset = len(self.log())  # wait_log looks at this run's lines only
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "WACLUSTER_NAMESPACE": OPERATOR_NAMESPACE,
                "WACLUSTER_POD_NAME": self.identity, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
@@ -98,7 +103,7 @@ class OperatorProcess:
     def wait_log(self, text: str, timeout: float = 60) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.log():
+            if text in self.log()[self.log_offset:]:
                 return True
             time.sleep(0.2)
         return False

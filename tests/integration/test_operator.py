@@ -290,3 +290,31 @@ def test_status_mirrors_the_primary_master_and_shard_map_published_on_the_lease(
     st = wait_phase(k, ns, "Degraded")
     degraded = {c["type"]: c for c in st["conditions"]}["Degraded"]
     assert degraded["reason"] == "ShardsUnassigned" and "[0]" in degraded["message"]
+
+
+@pytest.mark.parametrize("example", ["minimal.yaml", "multiconnect.yaml", "production.yaml"])
+def test_examples_are_accepted_by_the_api_server(k, crd, example):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / example
+    out = k("apply", "--dry-run=server", "-n", "default", "-f", str(path))
+    assert "created (server dry run)" in out
+
+
+def test_support_bundle_collects_the_cluster_into_one_file(k, ns, kubeconfig, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    out = tmp_path / "bundle.txt"
+    result = subprocess.run([sys.executable, "-m", "wacluster", "support-bundle", "wa", "-n", ns, "-o", str(out)],
+                            env={**os.environ, "KUBECONFIG": kubeconfig}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "[support-bundle] events" in result.stdout  # a progress line per step
+    text = out.read_text()
+    for title in (f"===== WhatsAppCluster {ns}/wa", "===== events", "===== pods", "===== logs wa-master-",
+                  "===== GET /v1/health"):
+        assert title in text
+    assert "PhaseReady" in text and "phase: Ready" in text

@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wacluster.testenv.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from wacluster.testenv.versions import (
+    ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION, PROMTOOL_VERSION,
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ def targets() -> list[GoTarget]:
         GoTarget("helm", "helm.sh/helm/v3", HELM_VERSION,
                  {"helm": "helm.sh/helm/v3/cmd/helm"},
                  f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"),
+        # promtool checks metric names and alerting rules of the monitoring bundle.
+        GoTarget("promtool", "github.com/prometheus/prometheus", PROMTOOL_VERSION,
+                 {"promtool": "github.com/prometheus/prometheus/cmd/promtool"}, "-s -w"),
     ]
 
 

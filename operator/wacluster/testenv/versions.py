@@ -4,3 +4,4 @@ KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+PROMTOOL_VERSION = "v0.316.0"  # github.com/prometheus/prometheus module version (Prometheus 3.x)

@@ -1,0 +1,128 @@
+"""End to end on real pods: build the image, install the chart, run a cluster, fail it over.
+
+Runs against WACLUSTER_KUBECONFIG (a cluster with real nodes that can run the image named by
+WACLUSTER_E2E_IMAGE), or, where Docker and kind are available, on a kind cluster created by
+pytest-kind. Anywhere else it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from wacluster.runtime.sandbox import registration_code
+from wacluster.testenv.apiclient import ApiClient
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("WACLUSTER_E2E_IMAGE", "wacluster:e2e")
+# The upgrade target: the same build under a second tag (a version change is a tag change).
+NEXT_TAG = os.environ.get("WACLUSTER_E2E_NEXT_TAG", "e2e-next")
+
+
+def _docker_usable() -> bool:
+    if not shutil.which("docker") or not shutil.which("kind"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def e2e_kubeconfig(request) -> str:
+    existing = os.environ.get("WACLUSTER_KUBECONFIG")
+    if existing:
+        nodes = subprocess.run(["kubectl", f"--kubeconfig={existing}", "get", "nodes", "-l", "type!=kwok", "-o", "name"],
+                               capture_output=True, text=True)
+        if not nodes.stdout.strip():
+            pytest.skip("WACLUSTER_KUBECONFIG has no real (non-kwok) node to run pods on")
+        return existing
+    if not _docker_usable():
+        pytest.skip("e2e needs real pods: no Docker engine with kind here and WACLUSTER_KUBECONFIG is not set "
+                    "(the local control plane's kwok nodes run no containers)")
+    subprocess.run(["docker", "build", "-t", IMAGE, str(ROOT)], check=True)
+    next_image = f"{IMAGE.rsplit(':', 1)[0]}:{NEXT_TAG}"
+    subprocess.run(["docker", "tag", IMAGE, next_image], check=True)
+    kind_cluster = request.getfixturevalue("kind_cluster")
+    kind_cluster.load_docker_image(IMAGE)
+    kind_cluster.load_docker_image(next_image)
+    return str(kind_cluster.kubeconfig_path)
+
+
+def kubectl(kubeconfig: str, *args: str, check: bool = True) -> str:
+    result = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+    return result.stdout
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig, tmp_path):
+    ns = f"e2e-{uuid.uuid4().hex[:6]}"
+    k = lambda *a, **kw: kubectl(e2e_kubeconfig, *a, **kw)  # noqa: E731
+    repository, tag = IMAGE.rsplit(":", 1)
+    subprocess.run(["helm", "install", "wa", str(ROOT / "charts" / "wacluster"), "-n", ns, "--create-namespace",
+                    "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+                    "--set", "image.pullPolicy=Never", "--set", f"defaultClusterVersion={tag}",
+                    f"--kubeconfig={e2e_kubeconfig}", "--wait"], check=True)
+    manifest = (ROOT / "examples" / "minimal.yaml").read_text().replace('version: "0.1.0"', f'version: "{tag}"')
+    manifest += f"  image:\n    repository: {repository}\n    pullPolicy: Never\n"
+    subprocess.run(["kubectl", f"--kubeconfig={e2e_kubeconfig}", "apply", "-n", ns, "-f", "-"],
+                   input=manifest, text=True, check=True)
+    wait_for(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
+             .get("phase") == "Ready", 600, "cluster Ready")
+
+    port_forward = subprocess.Popen(["kubectl", f"--kubeconfig={e2e_kubeconfig}", "port-forward", "-n", ns,
+                                     "svc/whatsapp-api", "19090:9090"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        secret = json.loads(k("get", "secret", "whatsapp-admin", "-n", ns, "-o", "json"))["data"]
+        api = ApiClient("https://127.0.0.1:19090")
+        assert api.login(base64.b64decode(secret["username"]).decode(),
+                         base64.b64decode(secret["password"]).decode()).status == 200
+        api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111"})
+        assert api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")}).status == 201
+        wait_for(lambda: any(v.get("gateway_status") == "connected" and v.get("role") == "coreapp"
+                             for v in api.health().values()), 120, "a connected coreapp")
+        ids = [api.send_text(f"+1555700{i:04d}", "e2e").body["messages"][0]["id"] for i in range(20)]
+
+        primary = json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json"))["status"]["primaryMaster"]
+        owner = [key.split(":")[0] for key, v in api.health().items()
+                 if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"][0]
+        k("delete", "pod", owner, "-n", ns, "--wait=false")
+        k("delete", "pod", primary, "-n", ns, "--wait=false")
+        wait_for(lambda: any(v.get("gateway_status") == "connected" and v.get("role") == "coreapp"
+                             and not key.startswith(owner) for key, v in api.health().items()), 180, "failover")
+        ids += [api.send_text(f"+1555701{i:04d}", "after").body["messages"][0]["id"] for i in range(20)]
+        delivered = json.loads(k("exec", "-n", ns, "deploy/whatsapp-sandbox", "--", "python", "-c",
+                                 "import urllib.request;print(urllib.request.urlopen("
+                                 "'http://127.0.0.1:6200/inspect/deliveries').read().decode())"))
+        got = [d["id"] for d in delivered["deliveries"]]
+        assert set(ids) <= set(got) and len(got) == len(set(got))
+        assert delivered["conflicts"] == [] and delivered["bans"] == []
+    finally:
+        port_forward.terminate()
+
+    k("patch", "wac", "whatsapp", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"version": NEXT_TAG}}))
+    wait_for(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
+             .get("version") == NEXT_TAG, 600, "upgrade finished")
+    job = json.loads(k("get", "job", f"whatsapp-dbupgrade-{NEXT_TAG}", "-n", ns, "-o", "json"))
+    assert job["status"].get("succeeded") == 1
+    k("delete", "wac", "whatsapp", "-n", ns, "--timeout=300s")
+    subprocess.run(["helm", "uninstall", "wa", "-n", ns, f"--kubeconfig={e2e_kubeconfig}"], check=True)
+    k("delete", "namespace", ns, "--wait=false")
