@@ -35,6 +35,7 @@ def kubeconfig() -> str:
         yield str(control_plane.kubeconfig)
     finally:
         control_plane.down()
+        _remove_session_dir_if_empty()
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +53,14 @@ def postgres_server() -> Postgres:
         yield server
     finally:
         server.down()
+        _remove_session_dir_if_empty()
+
+
+def _remove_session_dir_if_empty() -> None:
+    try:
+        _session_dir().rmdir()
+    except OSError:
+        pass  # the other server still runs there
 
 
 @pytest.fixture

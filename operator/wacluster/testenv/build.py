@@ -9,6 +9,7 @@ is read from that release's own go.mod, so it never has to be maintained by hand
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -189,7 +190,15 @@ def missing_binaries() -> list[str]:
 
 
 def build_all(force: bool = False) -> Path:
-    """Build every missing binary; a warm cache returns at once."""
+    """Build every missing binary; a warm cache returns at once. Concurrent callers (parallel
+    test sessions, a benchmark beside the tests) wait for one another instead of racing."""
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(force)
+
+
+def _build_locked(force: bool) -> Path:
     out = bin_dir()
     todo = [t for t in targets() if force or any(not (out / n).exists() for n in t.commands)
             or (t.name == "kwok" and not kwok_storage_class_path().exists())]

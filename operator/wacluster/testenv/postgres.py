@@ -128,4 +128,14 @@ class Postgres:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def down(self) -> list[str]:
-        return ProcessTable(self.state_dir).stop_all()
+        stopped = ProcessTable(self.state_dir).stop_all()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        return stopped
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the server abruptly and start it again on the same data and port (chaos runs)."""
+        import signal
+
+        # SIGQUIT: immediate shutdown (crash recovery on start) without orphaned backends.
+        ProcessTable(self.state_dir).restart("postgres", signal.SIGQUIT, down_for)
+        self._wait_ready(30.0)

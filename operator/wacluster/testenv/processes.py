@@ -50,9 +50,20 @@ class ProcessTable:
         )
         log.close()
         table = self.load()
-        table[name] = {"pid": proc.pid, "exe": argv[0]}
+        table[name] = {"pid": proc.pid, "exe": argv[0], "argv": argv, "user": user}
         self._save(table)
         return proc
+
+    def restart(self, name: str, sig: int = signal.SIGKILL, down_for: float = 0.0) -> subprocess.Popen:
+        """Stop one recorded process with `sig` and start it again with the same command line
+        (chaos runs: an API server or database restart)."""
+        entry = self.load()[name]
+        if _is_ours(entry["pid"], entry["exe"]):
+            _signal(entry["pid"], sig)
+            while _alive(entry["pid"]):
+                time.sleep(0.02)
+        time.sleep(down_for)
+        return self.start(name, entry["argv"], user=entry.get("user"))
 
     def stop_all(self, timeout: float = 10.0) -> list[str]:
         """SIGTERM every recorded process still ours, then SIGKILL what remains; returns names stopped."""
