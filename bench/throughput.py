@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import ssl
 import time
 import uuid
@@ -48,6 +49,29 @@ async def closed_loop(url: str, headers: dict, make_body, concurrency: int, dura
             "errors": errors, "sent": len(latencies)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (and its waited-for children), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(bench: Bench) -> float:
+    """All PostgreSQL backends together (each connection is a process)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except (FileNotFoundError, PermissionError):
+                continue
+    return total
+
+
 def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path) -> dict:
     cluster = bench.cluster(workdir / f"shards-{shards}")
     api = start_cluster(cluster, masters=2, coreapps=shards + 1, shards=shards,
@@ -60,10 +84,18 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
         direct_url = f"http://{address}/messages"
         rows = []
         for concurrency in concurrencies:
+            cpu_before = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
+            cpu_before["postgres"] = postgres_cpu(bench)
+            cpu_before["load_generator"] = cpu_seconds(os.getpid())
             routed = asyncio.run(closed_loop(
                 routed_url, auth,
                 lambda w, i: {"to": f"+1555{w:03d}{i:05d}", "type": "text", "text": {"body": "bench"}},
                 concurrency, duration))
+            cpu_after = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
+            cpu_after["postgres"] = postgres_cpu(bench)
+            cpu_after["load_generator"] = cpu_seconds(os.getpid())
+            routed["cpu_cores_used"] = {name: round((cpu_after[name] - cpu_before.get(name, 0)) / duration, 2)
+                                        for name in cpu_after if name in cpu_before}
             direct = asyncio.run(closed_loop(
                 direct_url, {},
                 lambda w, i: {"shard": 0, "messages": [{"id": f"direct.{uuid.uuid4().hex}", "to": "+15550000000",

@@ -23,6 +23,14 @@ async def insert(conn: AsyncConnection, message: Message, route_hash: int) -> No
         (message.id, message.recipient, route_hash, message.shard, Jsonb(message.body)))
 
 
+async def insert_many(conn: AsyncConnection, rows: list[tuple[Message, int]]) -> None:
+    """One round trip for a batch (psycopg pipelines executemany)."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO messages (id, recipient, route_hash, shard, body) VALUES (%s, %s, %s, %s, %s)",
+            [(m.id, m.recipient, h, m.shard, Jsonb(m.body)) for m, h in rows])
+
+
 async def queued(conn: AsyncConnection, shard: int, limit: int = 500) -> list[Message]:
     rows = await (await conn.execute(
         "SELECT id, recipient, shard, body FROM messages WHERE status = 'queued' AND shard = %s "

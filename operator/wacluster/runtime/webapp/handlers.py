@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -21,6 +20,7 @@ from wacluster.db.messages import Message
 from wacluster.domain.health import NodeHealthInput, health
 from wacluster.domain.sharding import route_hash
 from wacluster.runtime.webapp.errors import ApiError, parse
+from wacluster.runtime.webapp.batching import ShardBatcher
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 
 REQUEST_DEADLINE = 10.0  # how long a send may wait for a failover before answering 503
@@ -33,6 +33,8 @@ class Handlers:
         self.session = session
         self.gateway_url = gateway_url.rstrip("/")
         self.pending_phone: str | None = None
+        self.batcher = ShardBatcher(pool, router, REQUEST_DEADLINE)
+        self.registered = False  # once registered, always registered: no query per message
 
     # --- health ------------------------------------------------------------------------------
 
@@ -124,17 +126,16 @@ class Handlers:
 
     async def send_message(self, request: web.Request) -> web.Response:
         body = await parse(request, OutgoingMessage)
-        async with self.pool.connection() as conn:
-            if await account_db.registered_phone(conn) is None:
-                raise ApiError("not_ready", "the account is not registered yet")
+        if not self.registered:
+            async with self.pool.connection() as conn:
+                if await account_db.registered_phone(conn) is None:
+                    raise ApiError("not_ready", "the account is not registered yet")
+            self.registered = True
         message_id = f"wamid.{uuid.uuid4().hex}"
         hashed = route_hash(body.to)
         shard = hashed % self.cache.shard_count
         content = body.model_dump(exclude_none=True)
-        async with self.pool.connection() as conn:
-            await messages_db.insert(conn, Message(message_id, body.to, shard, content), hashed)
-        outgoing = [{"id": message_id, "to": body.to, "body": content}]
-        if await self.router.deliver(shard, outgoing, time.monotonic() + REQUEST_DEADLINE):
+        if await self.batcher.submit(Message(message_id, body.to, shard, content), hashed):
             return web.json_response({"messages": [{"id": message_id}]}, status=201)
         async with self.pool.connection() as conn:
             if not await messages_db.cancel(conn, message_id):
