@@ -124,6 +124,9 @@ class Master:
                 log.warning("could not remove the node record: %s", exc)
 
     def _notified(self, payload: dict) -> None:
+        if payload.get("kind") == "handoff":
+            # A planned handoff: pick the successor from heartbeats taken now, not a beat ago.
+            self.last_ping = 0.0
         if payload.get("kind") in ("handoff", "account", "settings", "listening"):
             self.wake.set()
 
