@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import Bench, emit, start_cluster, wait_until
+from common import Bench, emit, start_cluster
 from wacluster.domain.sharding import shard_of
 
 FAULTS = ["kill_coreapp", "stop_coreapp", "term_coreapp", "kill_master", "term_master", "stop_master",

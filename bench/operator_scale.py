@@ -41,7 +41,7 @@ def main() -> None:
                          for i in range(count)]
             applied = time.monotonic()
             kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
-            ready_at = None
+            ready_at, ready = None, 0
             while time.monotonic() - applied < 900:
                 items = json.loads(kubectl("get", "wac", "-n", "scale", "-o", "json"))["items"]
                 ready = sum(1 for i in items if (i.get("status") or {}).get("phase") == "Ready")
@@ -58,7 +58,7 @@ def main() -> None:
         finally:
             operator.terminate()
             operator.wait(timeout=60)
-    emit("operator_scale", {"clusters": count, "all_ready": ready_at is not None,
+    emit("operator_scale", {"clusters": count, "all_ready": ready_at is not None, "ready": ready,
                             "time_to_all_ready_s": round(elapsed, 1),
                             "reconciles": int(reconciles), "reconciles_per_s": round(reconciles / elapsed, 2),
                             "operator_rss_mib": memory, "nodes": "3 kwok nodes"})

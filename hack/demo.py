@@ -46,15 +46,6 @@ class Kubectl:
         return proc.stdout
 
 
-def wait_for(what: str, check, timeout: float = 120.0, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def main() -> int:
@@ -96,7 +87,7 @@ def main() -> int:
             items = json.loads(out)["items"]
             return items and all((i.get("status") or {}).get("phase") == "Ready" for i in items)
 
-        wait_for("the WhatsAppCluster to become Ready", ready, timeout=180)
+        wait_until(ready, 180, interval=1.0, what="the WhatsAppCluster to become Ready")
         say("the cluster is Ready")
         print(kubectl("get", "wac", "-n", NAMESPACE), flush=True)
         print(kubectl("get", "deployments,statefulsets,jobs,services,pdb,pvc,secrets,configmaps,"

@@ -4,7 +4,6 @@ the Lease election and the chart depend on."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import pytest
 from kubernetes_asyncio import client

@@ -7,7 +7,7 @@ from typing import Any
 
 from wacluster.api.v1alpha1 import RoleSpec, WhatsAppClusterSpec
 from wacluster.resources.naming import (
-    CONTROL_PORT, DATABASE_PORT, GATEWAY_PORT, METRICS_PORT, RUNTIME_UID, Names, labels, selector,
+    DATABASE_PORT, GATEWAY_PORT, METRICS_PORT, RUNTIME_UID, Names, labels, selector,
 )
 
 DEFAULT_RESOURCES = {

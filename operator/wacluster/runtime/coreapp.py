@@ -33,7 +33,7 @@ from wacluster.domain.ha import lease_ttl
 from wacluster.runtime import metrics
 from wacluster.runtime.gateway_link import GatewayClosed, GatewayLink
 from wacluster.runtime.node import NodeIdentity, identity
-from wacluster.runtime.service import metrics_app, run_apps
+from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps
 
 log = logging.getLogger("wacluster.coreapp")
 
@@ -91,7 +91,7 @@ class Coreapp:
                 self.wake.clear()
                 interval = min(float(self.settings["heartbeat_interval"]), 1.0)
                 try:
-                    await asyncio.wait_for(_first(stop.wait(), self.wake.wait()), timeout=interval)
+                    await asyncio.wait_for(first_of(stop.wait(), self.wake.wait()), timeout=interval)
                 except asyncio.TimeoutError:
                     pass
             await self._planned_handoff()
@@ -381,25 +381,14 @@ class Coreapp:
         return True
 
 
-async def _first(*aws) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("coreapp", help="run a coreapp (standby until promoted for a shard)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_CONTROL_PORT", "6250")))
-    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
-    parser.set_defaults(func=run)
+    add_role_parser(subparsers, "coreapp", "run a coreapp (standby until promoted for a shard)", run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), max_size=6)

@@ -29,7 +29,7 @@ from wacluster.kube.connection import api_client
 from wacluster.kube.lease import KubeLeaseStore
 from wacluster.runtime import metrics
 from wacluster.runtime.node import NodeIdentity, identity
-from wacluster.runtime.service import metrics_app, run_apps
+from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps
 
 log = logging.getLogger("wacluster.master")
 
@@ -106,7 +106,7 @@ class Master:
                     self._say(f"cycle failed: {exc}")
                 self.wake.clear()
                 try:
-                    await asyncio.wait_for(_first(stop.wait(), self.wake.wait()), timeout=self._period())
+                    await asyncio.wait_for(first_of(stop.wait(), self.wake.wait()), timeout=self._period())
                 except asyncio.TimeoutError:
                     pass
         finally:
@@ -296,25 +296,14 @@ def _reason_label(reason: str) -> str:
     return "other"
 
 
-async def _first(*aws) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("master", help="run a master (Lease-elected primary or secondary)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_CONTROL_PORT", "6250")))
-    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
-    parser.set_defaults(func=run)
+    add_role_parser(subparsers, "master", "run a master (Lease-elected primary or secondary)", run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), max_size=6)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 from typing import Awaitable, Callable
 
@@ -30,6 +32,29 @@ def metrics_app(ready: Callable[[], bool | str]) -> web.Application:
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def add_role_parser(subparsers, name: str, help_text: str, run) -> None:
+    """The options every runtime role shares: control port, listen address, metrics port."""
+    parser = subparsers.add_parser(name, help=help_text)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_CONTROL_PORT", "6250")))
+    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
+    parser.set_defaults(func=run)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def first_of(*aws) -> None:
+    """Wait until the first of `aws` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
