@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -59,6 +60,8 @@ class Bench:
         self.summary: dict = {}
 
     def __enter__(self) -> "Bench":
+        # SIGTERM (a timeout, a CI stop) unwinds through __exit__, so the environment is stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.summary = self.env.up()
         return self
 

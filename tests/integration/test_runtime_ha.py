@@ -254,3 +254,35 @@ def test_interval_settings_are_picked_up_live(cluster):
         assert time.monotonic() - stopped < 15, "the old 60 s interval was still in force"
     finally:
         cluster.roles[owner].signal(signal.SIGCONT)
+
+
+def test_a_deleted_coreapp_pod_counts_as_gone_at_once(cluster, k):
+    """Beyond the seeds: Kubernetes saying the pod is going is a signal; detection does not wait
+    for missed heartbeats (here they keep succeeding: the process itself is fine)."""
+    import json
+
+    name = f"pods-{cluster.lease_name}"
+    for coreapp in ("wacore1", "wacore2"):
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": coreapp, "namespace": "default",
+                            "labels": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "coreapp"}},
+               "spec": {"containers": [{"name": "coreapp", "image": "wacluster:test"}]}}
+        k("apply", "-f", "-", input=json.dumps(pod))
+    cluster.configure(heartbeat_interval=1.0, unhealthy_interval=30.0)  # heartbeat rule out of reach
+    try:
+        for master in ("master1", "master2"):
+            cluster.start_master(master, env={"WACLUSTER_CLUSTER": name})
+        for coreapp in ("wacore1", "wacore2"):
+            cluster.start_coreapp(coreapp)
+        wait_until(lambda: cluster.primary_master(), 30, what="a primary master")
+        cluster.register()
+        owner = wait_until(lambda: connected(cluster), 30, what="shard 0 connected")[0][0]
+        k("delete", "pod", owner, "-n", "default", "--wait=false")
+        deleted = time.monotonic()
+        wait_until(lambda: (o := cluster.shard_owners()[0][0]) not in (None, owner) and o, 60, what="a new owner")
+        assert time.monotonic() - deleted < 29 + 5, "it waited for the heartbeat rule"
+        log = "".join(cluster.roles[m].output() for m in ("master1", "master2"))
+        assert "its pod is terminating or deleted" in log
+        assert cluster.gateway()["conflicts"] == 0
+    finally:
+        k("delete", "pod", "wacore1", "wacore2", "-n", "default", "--ignore-not-found", "--wait=false", check=False)

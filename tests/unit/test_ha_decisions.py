@@ -109,3 +109,9 @@ def test_changing_the_shard_count_first_stops_the_owners_then_resizes():
 def test_lease_ttl_is_the_unhealthy_interval_minus_one_heartbeat():
     assert lease_ttl(5, 30) == 25
     assert lease_ttl(1, 2) == 1
+
+
+def test_a_coreapp_whose_pod_is_going_is_replaced_without_waiting_for_heartbeats():
+    going = CoreappState("c1", 1.0, False, 0.2, pod_gone=True)
+    d = decide(world([shard(0, "c1")], [going, coreapp("c2")]))
+    assert kinds(d) == [("revoke", 0, "c1")] and "its pod is terminating or deleted" in d.sentence

@@ -25,6 +25,7 @@ class CoreappState:
     db_heartbeat_age: float
     stopping: bool
     since_answer: float | None   # seconds since any master's heartbeat was answered (None: never)
+    pod_gone: bool = False       # Kubernetes deletes (or deleted) its pod
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def unhealthy_reason(world: World, name: str) -> str | None:
     coreapp = world.coreapps.get(name)
     if coreapp is None:
         return "it is gone (no node record)"
+    if coreapp.pod_gone:
+        return "its pod is terminating or deleted"
     if coreapp.stopping:
         return "it is stopping (planned handoff)"
     if coreapp.db_heartbeat_age > world.db_unhealthy_after:

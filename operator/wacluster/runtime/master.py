@@ -27,6 +27,7 @@ from wacluster.domain.election import LeaderElector, Timings
 from wacluster.domain.ha import Action, CoreappState, ShardState, World, decide, lease_ttl
 from wacluster.kube.connection import api_client
 from wacluster.kube.lease import KubeLeaseStore
+from wacluster.kube.pods import coreapp_pods
 from wacluster.runtime import metrics
 from wacluster.runtime.node import NodeIdentity, identity
 from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps
@@ -59,6 +60,10 @@ class Master:
         self.stop: asyncio.Event | None = None
         # Coreapps that failed a direct check just before a promotion; cleared when they answer.
         self.unreachable: set[str] = set()
+        # Kubernetes signals (pods): set by run() when the master knows its cluster's name.
+        self.pod_api = None
+        self.namespace = "default"
+        self.cluster = ""
 
     # --- election ----------------------------------------------------------------------------
 
@@ -208,8 +213,10 @@ class Master:
                 continue
             best = since_answer.get(view.coreapp)
             since_answer[view.coreapp] = view.since_ok if best is None else min(best, view.since_ok)
+        gone = await self._pods_gone({n.name for n in nodes if n.role == "coreapp"})
         coreapps = {n.name: CoreappState(n.name, n.db_heartbeat_age, n.stopping,
-                                         None if n.name in self.unreachable else since_answer.get(n.name))
+                                         None if n.name in self.unreachable else since_answer.get(n.name),
+                                         pod_gone=n.name in gone)
                     for n in nodes if n.role == "coreapp"}
         for node in nodes:
             metrics.DB_HEARTBEAT_AGE.labels(node=node.name).set(node.db_heartbeat_age)
@@ -220,6 +227,17 @@ class Master:
             coreapps=coreapps, shard_count=int(s["shards"]), masters_alive=len(alive_masters),
             registered=registered, heartbeat_interval=float(s["heartbeat_interval"]),
             unhealthy_interval=float(s["unhealthy_interval"]), db_unhealthy_after=float(s["db_unhealthy_after"]))
+
+    async def _pods_gone(self, coreapps: set[str]) -> set[str]:
+        """Coreapps whose pod is terminating or no longer exists (only when running in a cluster)."""
+        if self.pod_api is None or not self.cluster:
+            return set()
+        try:
+            names, terminating = await coreapp_pods(self.pod_api, self.namespace, self.cluster)
+        except Exception as exc:  # the API server may be away; the shard lease still protects
+            log.warning("cannot list coreapp pods: %s", exc)
+            return set()
+        return terminating | (coreapps - names)
 
     async def _execute(self, conn, action: Action, world: World) -> None:
         s = self.settings
@@ -317,6 +335,7 @@ def run(args: argparse.Namespace) -> int:
                                if cluster else None)
         settings_file = os.environ.get("WACLUSTER_SETTINGS_FILE")
         master = Master(identity(args.port), pool, store, Path(settings_file) if settings_file else None)
+        master.pod_api, master.namespace, master.cluster = api, namespace, cluster
         apps = [(metrics_app(master.ready), args.host, args.metrics_port)] if args.metrics_port else []
         try:
             await run_apps(apps, master.run)

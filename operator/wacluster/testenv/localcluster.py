@@ -118,9 +118,9 @@ class LocalCluster:
         self._wait_http(f"http://127.0.0.1:{self.gateway_port}/inspect")
         return role
 
-    def start_master(self, name: str) -> Role:
+    def start_master(self, name: str, env: dict[str, str] | None = None) -> Role:
         argv = [sys.executable, "-m", "wacluster", "master", "--port", "0", "--metrics-port", "0"]
-        role = Role(name, "master", argv, self._env(name), self.workdir / f"{name}.log").start()
+        role = Role(name, "master", argv, self._env(name, env), self.workdir / f"{name}.log").start()
         self.roles[name] = role
         return role
 
