@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import os
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -72,7 +74,23 @@ def postgres_cpu(bench: Bench) -> float:
     return total
 
 
-def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path) -> dict:
+def profile_top(raw: Path, top: int = 12) -> list[dict]:
+    """Leaf frames of py-spy's collapsed stacks, by share of samples: where the CPU goes."""
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaf = stack.split(";")[-1]
+        leaves[leaf] = leaves.get(leaf, 0) + int(count)
+        total += int(count)
+    ranked = sorted(leaves.items(), key=lambda kv: -kv[1])[:top]
+    return [{"frame": frame, "share": round(n / total, 3)} for frame, n in ranked] if total else []
+
+
+def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path,
+               profile: bool = False) -> dict:
     cluster = bench.cluster(workdir / f"shards-{shards}")
     api = start_cluster(cluster, masters=2, coreapps=shards + 1, shards=shards,
                         settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0})
@@ -87,6 +105,13 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
             cpu_before = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
             cpu_before["postgres"] = postgres_cpu(bench)
             cpu_before["load_generator"] = cpu_seconds(os.getpid())
+            spy = None
+            if profile and concurrency == concurrencies[-1]:
+                raw = workdir / f"webapp-profile-{shards}.txt"
+                spy = (subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                                         "--duration", str(int(duration)), "--rate", "200", "--nonblocking",
+                                         "--pid", str(cluster.roles["webapp"].proc.pid), "--output", str(raw)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
             routed = asyncio.run(closed_loop(
                 routed_url, auth,
                 lambda w, i: {"to": f"+1555{w:03d}{i:05d}", "type": "text", "text": {"body": "bench"}},
@@ -94,6 +119,9 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
             cpu_after = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
             cpu_after["postgres"] = postgres_cpu(bench)
             cpu_after["load_generator"] = cpu_seconds(os.getpid())
+            if spy is not None:
+                spy[0].wait(timeout=60)
+                routed["webapp_profile_top"] = profile_top(spy[1]) if spy[1].exists() else "py-spy produced nothing"
             routed["cpu_cores_used"] = {name: round((cpu_after[name] - cpu_before.get(name, 0)) / duration, 2)
                                         for name in cpu_after if name in cpu_before}
             direct = asyncio.run(closed_loop(
@@ -115,13 +143,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 shard, 2 concurrencies, 5 s each (< 2 minutes)")
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the webapp with py-spy during the highest-concurrency routed run")
     args = parser.parse_args()
     shard_counts = [1] if args.quick else [1, 2, 4]
     concurrencies = [4, 16] if args.quick else [4, 16, 64]
     duration = 5.0 if args.quick else args.duration
     workdir = Path("/tmp") / f"wacluster-bench-throughput-{int(time.time())}"
     with Bench("throughput") as bench:
-        results = [run_shards(bench, n, concurrencies, duration, workdir) for n in shard_counts]
+        results = [run_shards(bench, n, concurrencies, duration, workdir, args.profile) for n in shard_counts]
     emit("throughput", {"quick": args.quick, "duration_s": duration, "transport": "HTTPS to the webapp, "
                         "HTTP to the coreapp", "by_shards": results})
 
