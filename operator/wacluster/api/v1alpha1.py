@@ -20,7 +20,6 @@ PLURAL = "whatsappclusters"
 SINGULAR = "whatsappcluster"
 SHORT_NAMES = ["wac"]
 
-SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 

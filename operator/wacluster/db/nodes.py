@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from psycopg import AsyncConnection
 
@@ -83,15 +82,10 @@ class HeartbeatView:
     coreapp: str
     master: str
     since_ok: float | None    # seconds since the last answered heartbeat (None: never answered)
-    since_try: float          # seconds since the last attempt
 
 
 async def heartbeat_views(conn: AsyncConnection) -> list[HeartbeatView]:
     rows = await (await conn.execute(
-        "SELECT coreapp, master, extract(epoch FROM now() - last_ok_at)::float8, "
-        "extract(epoch FROM now() - last_try_at)::float8 FROM heartbeats")).fetchall()
+        "SELECT coreapp, master, extract(epoch FROM now() - last_ok_at)::float8 FROM heartbeats")).fetchall()
     return [HeartbeatView(*row) for row in rows]
 
-
-async def database_now(conn: AsyncConnection) -> datetime:
-    return (await (await conn.execute("SELECT now()")).fetchone())[0]

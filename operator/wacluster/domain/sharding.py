@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import zlib
 
-SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
-
-
 def route_hash(recipient: str) -> int:
     """CRC-32 of the recipient's digits: stable across processes (unlike Python's hash())."""
     digits = "".join(ch for ch in recipient if ch.isdigit()) or recipient

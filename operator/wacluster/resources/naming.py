@@ -8,9 +8,6 @@ MANAGED_BY = "wacluster-operator"
 PART_OF = "wacluster"
 CLUSTER_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-VERSION_ANNOTATION = "wacluster.io/version"
-
-ROLES = ("master", "coreapp", "webapp", "sandbox")
 
 API_PORT = 9090          # webapp HTTPS API
 CONTROL_PORT = 6250      # coreapp and master control endpoint (heartbeats, routed requests)

@@ -55,7 +55,6 @@ class Coreapp:
         self.session: aiohttp.ClientSession | None = None
         self.wake = asyncio.Event()
         self.last_sentence = ""
-        self.registered = False
         self.db_ok = False
         # (shard, epoch) pairs the gateway replaced: reconnecting with one would be a conflict.
         self.given_up: set[tuple[int, int]] = set()
@@ -112,7 +111,6 @@ class Coreapp:
                 "SELECT shard, epoch, revoked FROM shard_map WHERE coreapp = %s ORDER BY epoch DESC LIMIT 1",
                 (self.me.name,))).fetchone()
         self.db_ok = True
-        self.registered = phone is not None
         if self.stopping:
             return
         if self.serving and self.lease:

@@ -57,7 +57,6 @@ class Master:
         self.last_ping = 0.0
         self.synced_file: str | None = None
         self.published_map: str | None = None
-        self.stop: asyncio.Event | None = None
         # Coreapps that failed a direct check just before a promotion; cleared when they answer.
         self.unreachable: set[str] = set()
         # Kubernetes signals (pods): set by run() when the master knows its cluster's name.
@@ -92,7 +91,6 @@ class Master:
     # --- the HA loop -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.stop = stop
         self.session = aiohttp.ClientSession()
         async with self.pool.connection() as conn:
             await nodes_db.register(conn, self.me.name, "master", self.me.node_id, self.me.address, self.me.version)

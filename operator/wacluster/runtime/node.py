@@ -29,7 +29,3 @@ def identity(control_port: int, env: dict[str, str] | None = None) -> NodeIdenti
     return NodeIdentity(name=name, node_id=secrets.token_hex(6),
                         version=env.get("WACLUSTER_VERSION", __version__), address=f"{host}:{control_port}")
 
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default

@@ -33,7 +33,6 @@ class Connection:
     shard: int
     node: str
     epoch: int
-    opened_at: float = field(default_factory=time.time)
 
 
 @dataclass

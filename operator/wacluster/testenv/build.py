@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -184,11 +183,6 @@ def _write_kwok_stages(workdir: Path) -> None:
     kwok_storage_class_path().write_text((stage_dir / KWOK_STORAGE_CLASS_FILE).read_text())
 
 
-def missing_binaries() -> list[str]:
-    out = bin_dir()
-    return [name for t in targets() for name in t.commands if not (out / name).exists()]
-
-
 def build_all(force: bool = False) -> Path:
     """Build every missing binary; a warm cache returns at once. Concurrent callers (parallel
     test sessions, a benchmark beside the tests) wait for one another instead of racing."""
@@ -225,6 +219,3 @@ def _build_locked(force: bool) -> Path:
     print(f"testenv build took {time.monotonic() - progress.started:.0f}s", flush=True)
     return out
 
-
-def clean_build_dirs() -> None:
-    shutil.rmtree(cache_root() / "build", ignore_errors=True)

@@ -32,7 +32,6 @@ class Handlers:
         self.pool, self.cache, self.router = pool, cache, router
         self.session = session
         self.gateway_url = gateway_url.rstrip("/")
-        self.pending_phone: str | None = None
         self.batcher = ShardBatcher(pool, router, REQUEST_DEADLINE)
         self.registered = False  # once registered, always registered: no query per message
 
@@ -56,8 +55,7 @@ class Handlers:
 
     async def register(self, request: web.Request) -> web.Response:
         body = await parse(request, AccountRequest)
-        reply = await self._gateway("/v1/register", {"phone": body.phone})
-        self.pending_phone = reply["phone"]
+        await self._gateway("/v1/register", {"phone": body.phone})
         async with self.pool.connection() as conn:
             await settings_db.write(conn, {"pending_registration": body.phone})
         return web.json_response({"account": [{"vname": body.phone}]}, status=202)
