@@ -114,7 +114,7 @@ class Coreapp:
         if self.stopping:
             return
         if self.serving and self.lease:
-            wanted_ttl = lease_ttl(float(self.settings["heartbeat_interval"]), float(self.settings["unhealthy_interval"]))
+            wanted_ttl = self._wanted_ttl()
             if wanted_ttl != self.lease.ttl:
                 self.renew_now.set()  # new intervals: renew at once with the new lease length
             if row is None or (row[0], row[1]) != (self.lease.shard, self.lease.epoch) or row[2]:
@@ -126,7 +126,7 @@ class Coreapp:
         await self._take_shard(row[0], row[1], phone)
 
     async def _take_shard(self, shard: int, epoch: int, phone: str) -> None:
-        ttl = lease_ttl(float(self.settings["heartbeat_interval"]), float(self.settings["unhealthy_interval"]))
+        ttl = self._wanted_ttl()
         lease = ShardLease(shard, epoch, ttl)
         sent = time.monotonic()
         async with self.pool.connection() as conn:
@@ -153,6 +153,10 @@ class Coreapp:
             backlog = await messages_db.queued(conn, shard, limit=10_000)
         self._enqueue([{"id": m.id, "to": m.recipient, "body": m.body} for m in backlog])
         self._say(f"serving shard {shard} (epoch {epoch}); {len(backlog)} queued message(s) to send")
+
+    def _wanted_ttl(self) -> float:
+        """The shard lease for the current interval settings (they apply live)."""
+        return lease_ttl(float(self.settings["heartbeat_interval"]), float(self.settings["unhealthy_interval"]))
 
     # --- safety --------------------------------------------------------------------------------
 
@@ -211,7 +215,7 @@ class Coreapp:
                 await asyncio.sleep(0.05)
                 continue
             # Interval settings apply live: the next renewal already uses the new lease length.
-            lease.ttl = lease_ttl(float(self.settings["heartbeat_interval"]), float(self.settings["unhealthy_interval"]))
+            lease.ttl = self._wanted_ttl()
             sent = time.monotonic()
             try:
                 async with self.pool.connection(timeout=lease.remaining(sent) or 0.1) as conn:

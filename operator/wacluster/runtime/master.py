@@ -37,6 +37,7 @@ log = logging.getLogger("wacluster.master")
 SHARD_MAP_ANNOTATION = "wacluster.io/shard-map"
 MASTER_ALIVE_AFTER = 10.0  # a master whose database heartbeat is older counts as gone
 SENTENCE_REPEAT = 60.0     # repeat an unchanged sentence this often, so the log shows liveness
+SELF_CHECK_EVERY = 1.0     # own database heartbeat, schema check and pod listing: not every decision
 
 
 class Master:
@@ -63,6 +64,10 @@ class Master:
         self.pod_api = None
         self.namespace = "default"
         self.cluster = ""
+        self.last_self_check = 0.0
+        self.registered = False     # once registered, always registered
+        self.addresses: dict[str, str] = {}  # coreapp -> control address, from the last read
+        self.pods: tuple[float, set[str], set[str]] = (0.0, set(), set())  # (listed at, names, terminating)
 
     # --- election ----------------------------------------------------------------------------
 
@@ -138,19 +143,15 @@ class Master:
         return max(0.1, min(float(self.settings["heartbeat_interval"]) / 4, 0.5))
 
     async def cycle(self) -> None:
+        now = time.monotonic()
         async with self.pool.connection() as conn:
             self.settings = await settings_db.read_all(conn)
-            await nodes_db.heartbeat(conn, self.me.name)
-            try:
-                await schema.check(conn)
-                self.schema_error = None
-            except schema.SchemaMismatch as exc:
-                if self.schema_error != str(exc):
-                    log.error("refusing to act: %s", exc)
-                self.schema_error = str(exc)
-                await nodes_db.set_state(conn, self.me.name, error=str(exc))
-                return
-        now = time.monotonic()
+            if now - self.last_self_check >= SELF_CHECK_EVERY:
+                self.last_self_check = now
+                await nodes_db.heartbeat(conn, self.me.name)
+                await self._check_schema(conn)
+        if self.schema_error:
+            return
         if now - self.last_ping >= float(self.settings["heartbeat_interval"]):
             self.last_ping = now
             await self._heartbeat_coreapps()
@@ -168,12 +169,24 @@ class Master:
                 # A fresh primary must judge with fresh heartbeats of its own.
                 await self._heartbeat_coreapps()
             await self._sync_settings_file(conn)
-            world = await self._read_world(conn)
+            world, rows = await self._read_world(conn)
             decision = decide(world)
             for action in decision.actions:
                 await self._execute(conn, action, world)
             self._say(decision.sentence)
-            await self._publish(conn)
+            if decision.actions:
+                rows = await shard_map.read(conn)  # what the actions changed
+            self._publish(rows)
+
+    async def _check_schema(self, conn) -> None:
+        try:
+            await schema.check(conn)
+            self.schema_error = None
+        except schema.SchemaMismatch as exc:
+            if self.schema_error != str(exc):
+                log.error("refusing to act: %s", exc)
+            self.schema_error = str(exc)
+            await nodes_db.set_state(conn, self.me.name, error=str(exc))
 
     async def _heartbeat_coreapps(self) -> None:
         async with self.pool.connection() as conn:
@@ -200,7 +213,7 @@ class Master:
         self.unreachable.discard(name)
         return name, rtt * 1000
 
-    async def _read_world(self, conn) -> World:
+    async def _read_world(self, conn) -> tuple[World, list[shard_map.ShardRow]]:
         rows = await shard_map.read(conn)
         nodes = await nodes_db.list_nodes(conn)
         views = await nodes_db.heartbeat_views(conn)
@@ -218,23 +231,29 @@ class Master:
                     for n in nodes if n.role == "coreapp"}
         for node in nodes:
             metrics.DB_HEARTBEAT_AGE.labels(node=node.name).set(node.db_heartbeat_age)
-        registered = await account_db.registered_phone(conn) is not None
+        self.addresses = {n.name: n.address for n in nodes if n.role == "coreapp"}
+        if not self.registered:
+            self.registered = await account_db.registered_phone(conn) is not None
         s = self.settings
-        return World(
+        world = World(
             shards=[ShardState(r.shard, r.coreapp, r.epoch, r.lease_expired, r.revoked) for r in rows],
             coreapps=coreapps, shard_count=int(s["shards"]), masters_alive=len(alive_masters),
-            registered=registered, heartbeat_interval=float(s["heartbeat_interval"]),
+            registered=self.registered, heartbeat_interval=float(s["heartbeat_interval"]),
             unhealthy_interval=float(s["unhealthy_interval"]), db_unhealthy_after=float(s["db_unhealthy_after"]))
+        return world, rows
 
     async def _pods_gone(self, coreapps: set[str]) -> set[str]:
         """Coreapps whose pod is terminating or no longer exists (only when running in a cluster)."""
         if self.pod_api is None or not self.cluster:
             return set()
-        try:
-            names, terminating = await coreapp_pods(self.pod_api, self.namespace, self.cluster)
-        except Exception as exc:  # the API server may be away; the shard lease still protects
-            log.warning("cannot list coreapp pods: %s", exc)
-            return set()
+        listed_at, names, terminating = self.pods
+        if time.monotonic() - listed_at >= SELF_CHECK_EVERY:  # one list call a second, not per decision
+            try:
+                names, terminating = await coreapp_pods(self.pod_api, self.namespace, self.cluster)
+            except Exception as exc:  # the API server may be away; the shard lease still protects
+                log.warning("cannot list coreapp pods: %s", exc)
+                return set()
+            self.pods = (time.monotonic(), names, terminating)
         return terminating | (coreapps - names)
 
     async def _execute(self, conn, action: Action, world: World) -> None:
@@ -248,7 +267,7 @@ class Master:
         elif action.kind == "promote":
             started = time.monotonic()
             # Check the candidate answers right now: the shared heartbeat table may be a beat old.
-            address = next((n.address for n in await nodes_db.list_nodes(conn, "coreapp") if n.name == action.coreapp), None)
+            address = self.addresses.get(action.coreapp)
             if address is None or (await self._ping(action.coreapp, address, aiohttp.ClientTimeout(total=0.5)))[1] is None:
                 self.unreachable.add(action.coreapp)
                 log.warning("%s did not answer before its promotion for shard %d; choosing again",
@@ -281,8 +300,7 @@ class Master:
             log.info("applied settings from %s: %s", self.settings_file, settings_db.dumps(changed))
         self.synced_file = text
 
-    async def _publish(self, conn) -> None:
-        rows = await shard_map.read(conn)
+    def _publish(self, rows: list[shard_map.ShardRow]) -> None:
         shards = [{"shard": r.shard, "coreapp": r.coreapp if not r.lease_expired else None, "epoch": r.epoch,
                    "since": r.since.strftime("%Y-%m-%dT%H:%M:%SZ")} for r in rows]
         for r in rows:
