@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wacluster.testenv.versions import (
-    ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION, PROMTOOL_VERSION,
+    COREDNS_VERSION, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION, PROMTOOL_VERSION,
 )
 
 
@@ -120,6 +120,18 @@ def targets() -> list[GoTarget]:
     ]
 
 
+def node_targets() -> list[GoTarget]:
+    """What a real node adds (`testenv up --nodes real`): kubelet and kube-proxy from the same
+    Kubernetes release, and CoreDNS for Service names. Built only when a real node is asked for."""
+    node_cmds = {name: f"k8s.io/kubernetes/cmd/{name}" for name in ("kubelet", "kube-proxy")}
+    return [
+        GoTarget("kubernetes-node", "k8s.io/kubernetes", KUBERNETES_VERSION, node_cmds,
+                 kubernetes_ldflags(KUBERNETES_VERSION)),
+        GoTarget("coredns", "github.com/coredns/coredns", COREDNS_VERSION,
+                 {"coredns": "github.com/coredns/coredns"}, "-s -w"),
+    ]
+
+
 def _write_wrapper(target: GoTarget, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     replaces = dict(target.replaces)
@@ -183,18 +195,19 @@ def _write_kwok_stages(workdir: Path) -> None:
     kwok_storage_class_path().write_text((stage_dir / KWOK_STORAGE_CLASS_FILE).read_text())
 
 
-def build_all(force: bool = False) -> Path:
-    """Build every missing binary; a warm cache returns at once. Concurrent callers (parallel
-    test sessions, a benchmark beside the tests) wait for one another instead of racing."""
+def build_all(force: bool = False, node: bool = False) -> Path:
+    """Build every missing binary (with ``node``, the real node's too); a warm cache returns at
+    once. Concurrent callers (parallel test sessions, a benchmark beside the tests) wait for one
+    another instead of racing."""
     cache_root().mkdir(parents=True, exist_ok=True)
     with open(cache_root() / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(force)
+        return _build_locked(force, targets() + (node_targets() if node else []))
 
 
-def _build_locked(force: bool) -> Path:
+def _build_locked(force: bool, wanted: list[GoTarget]) -> Path:
     out = bin_dir()
-    todo = [t for t in targets() if force or any(not (out / n).exists() for n in t.commands)
+    todo = [t for t in wanted if force or any(not (out / n).exists() for n in t.commands)
             or (t.name == "kwok" and not kwok_storage_class_path().exists())]
     if not todo:
         print(f"testenv binaries are cached in {out}", flush=True)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from wacluster.testenv.build import bin_dir, build_all
+from wacluster.testenv.controlplane import NODE_MODES
 from wacluster.testenv.environment import Environment
 
 
@@ -17,6 +18,9 @@ def add_parser(subparsers) -> None:
     up = actions.add_parser("up", help="start a control plane (etcd, apiserver, controllers, kwok) and PostgreSQL")
     up.add_argument("--name", default="default", help="environment name; distinct names run side by side")
     up.add_argument("--no-postgres", action="store_true", help="start the control plane only")
+    up.add_argument("--nodes", choices=NODE_MODES, default="kwok",
+                    help="kwok: three simulated nodes (pods run no containers); real: one node with "
+                         "containerd, kubelet, kube-proxy and CoreDNS (root, Linux)")
     down = actions.add_parser("down", help="stop every process of an environment and delete its state")
     down.add_argument("--name", default="default")
     status = actions.add_parser("status", help="print the environment's kubeconfig, server and DSN as JSON")
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     env = Environment(args.name)
     if action == "up":
-        summary = env.up(with_postgres=not args.no_postgres)
+        summary = env.up(with_postgres=not args.no_postgres, nodes=args.nodes)
         print(f"control plane ready at {summary['server']} in {summary['ready_in_s']}s")
         print(f"  kubeconfig: {summary['kubeconfig']}")
         if "postgres_dsn" in summary:

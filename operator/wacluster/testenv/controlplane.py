@@ -1,5 +1,6 @@
 """A real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok (simulated nodes), all on loopback, tracked by pid."""
+kube-scheduler and either kwok (simulated nodes, the default) or one real node (node.py), all on
+this machine, tracked by pid."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wacluster.testenv import pki as pki_mod
+from wacluster.testenv import pause
 from wacluster.testenv.build import bin_dir, build_all, kwok_stages_path, kwok_storage_class_path
+from wacluster.testenv.node import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, PAUSE_IMAGE, RealNode, ensure_node_address, host_problems
 from wacluster.testenv.processes import ProcessTable, free_port
 
 FAKE_NODES = [
@@ -22,7 +25,9 @@ FAKE_NODES = [
     ("kwok-node-1", "zone-b"),
     ("kwok-node-2", "zone-a"),
 ]
-SERVICE_CIDR = "10.96.0.0/16"  # never routed: kwok pods and ClusterIPs exist only as API objects
+# kwok: never routed, ClusterIPs exist only as API objects; real node: kube-proxy's iptables rules.
+SERVICE_CIDR = "10.96.0.0/16"
+NODE_MODES = ("kwok", "real")
 
 
 class ControlPlaneError(RuntimeError):
@@ -32,6 +37,15 @@ class ControlPlaneError(RuntimeError):
 @dataclass
 class ControlPlane:
     state_dir: Path
+    nodes: str = "kwok"  # "kwok": three simulated nodes; "real": one node running containers
+
+    @property
+    def real(self) -> bool:
+        return self.nodes == "real"
+
+    @property
+    def node(self) -> RealNode:
+        return RealNode(self.state_dir / "node")
 
     @property
     def kubeconfig(self) -> Path:
@@ -54,37 +68,63 @@ class ControlPlane:
         return proc.stdout
 
     def up(self, timeout: float = 60.0) -> "ControlPlane":
-        build_all()
+        if self.nodes not in NODE_MODES:
+            raise ControlPlaneError(f"unknown node mode {self.nodes!r}; choose one of {', '.join(NODE_MODES)}")
+        if self.real and host_problems():
+            raise ControlPlaneError("cannot start a real node: " + "; ".join(host_problems()))
+        build_all(node=self.real)
         bins = bin_dir()
         if (self.state_dir / "processes.json").exists():
             raise ControlPlaneError(f"an environment is already running in {self.state_dir}; "
                                     "run `wacluster testenv down` first")
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True)
+        (self.state_dir / "nodes").write_text(self.nodes)  # `down` must know what to tear down
         started = time.monotonic()
-        certs = pki_mod.generate(self.state_dir / "pki")
+        certs = pki_mod.generate(self.state_dir / "pki",
+                                 extra_ips=(NODE_IP, KUBERNETES_SERVICE_IP) if self.real else (),
+                                 node_name=NODE_NAME)
         ports = {name: free_port() for name in ("etcd_client", "etcd_peer", "apiserver")}
-        server = f"https://127.0.0.1:{ports['apiserver']}"
+        # Pods on a real node reach the API server through the `kubernetes` Service, whose
+        # endpoint is the advertised address: the node's, not loopback.
+        server = f"https://{NODE_IP if self.real else '127.0.0.1'}:{ports['apiserver']}"
         self._write_kubeconfig(server, certs)
         procs = ProcessTable(self.state_dir)
+        if self.real:
+            ensure_node_address()
         try:
             self._start_etcd(procs, bins, ports)
             apiserver = self._start_apiserver(procs, bins, ports, certs)
             self._wait_ready(server, certs, started + timeout, apiserver)
             self._start_controllers(procs, bins, certs)
-            self._create_nodes()
-            self._wait_nodes_ready(started + timeout)
+            if self.real:
+                self._start_real_node(procs, certs, started + max(timeout, 120))
+            else:
+                self._create_nodes()
+                self._wait_nodes_ready(started + timeout)
             self._wait_default_serviceaccount(started + timeout)
         except BaseException:
-            procs.stop_all()
+            self.down()
             raise
-        info = {"server": server, "kubeconfig": str(self.kubeconfig), "ports": ports,
+        info = {"server": server, "kubeconfig": str(self.kubeconfig), "ports": ports, "nodes": self.nodes,
                 "state_dir": str(self.state_dir), "started_in_s": round(time.monotonic() - started, 1)}
         self.info_path.write_text(json.dumps(info, indent=2))
         return self
 
     def down(self) -> list[str]:
-        stopped = ProcessTable(self.state_dir).stop_all()
+        procs = ProcessTable(self.state_dir)
+        marker = self.state_dir / "nodes"
+        real = marker.exists() and marker.read_text() == "real"
+        stopped = []
+        if real:
+            # The kubelet first, or it restarts what we stop; then every container while
+            # containerd still answers; host leftovers once every process is gone.
+            if procs.stop("kubelet"):
+                stopped.append("kubelet")
+            self.node.drain_containers()
+        stopped += procs.stop_all()
+        if real:
+            self.node.cleanup_host()
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return stopped
 
@@ -104,12 +144,20 @@ class ControlPlane:
         ])
 
     def _start_apiserver(self, procs: ProcessTable, bins: Path, ports: dict, certs: pki_mod.Pki):
+        if self.real:
+            address = [f"--bind-address={NODE_IP}", f"--advertise-address={NODE_IP}",
+                       # exec, logs and port-forward: the kubelet trusts our CA's client certificates.
+                       f"--kubelet-client-certificate={certs.admin_cert}",
+                       f"--kubelet-client-key={certs.admin_key}",
+                       "--kubelet-preferred-address-types=InternalIP"]
+        else:
+            # The `kubernetes` Service endpoint may not be a loopback address; nothing needs it.
+            address = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                       "--endpoint-reconciler-type=none"]
         return procs.start("kube-apiserver", [
             str(bins / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd_client']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            # The `kubernetes` Service endpoint may not be a loopback address; nothing here needs it.
-            "--endpoint-reconciler-type=none",
+            *address,
             f"--secure-port={ports['apiserver']}",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             f"--tls-cert-file={certs.serving_cert}", f"--tls-private-key-file={certs.serving_key}",
@@ -139,6 +187,8 @@ class ControlPlane:
             f"--kubeconfig={kubeconfig}",
             "--leader-elect=false", "--secure-port=0", "--profiling=false",
         ])
+        if self.real:
+            return
         procs.start("kwok", [
             str(bins / "kwok"),
             f"--kubeconfig={kubeconfig}",
@@ -170,6 +220,20 @@ class ControlPlane:
             time.sleep(0.25)
         raise ControlPlaneError(f"kube-apiserver not ready at {server}: {last}; "
                                 f"see {self.state_dir / 'kube-apiserver.log'}")
+
+    def _start_real_node(self, procs: ProcessTable, certs: pki_mod.Pki, deadline: float) -> None:
+        node = self.node
+        node.start_runtime(procs)
+        if PAUSE_IMAGE not in node.ctr("images", "ls", "-q"):
+            node.ctr("images", "import", "-", input=pause.image_archive(PAUSE_IMAGE.rsplit("/", 1)[-1]))
+        node.start_node(procs, self.kubeconfig, certs)
+        while time.monotonic() < deadline:
+            out = self.kubectl("get", "node", NODE_NAME, "-o",
+                               "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+            if out.strip() == "True":
+                return
+            time.sleep(0.5)
+        raise ControlPlaneError(f"node {NODE_NAME} not Ready; see {self.state_dir / 'kubelet.log'}")
 
     def _create_nodes(self) -> None:
         docs = [_fake_node(name, zone) for name, zone in FAKE_NODES]

@@ -39,12 +39,12 @@ class Environment:
             pg.port = json.loads(summary.read_text()).get("postgres_port", 0)
         return pg
 
-    def up(self, with_postgres: bool = True) -> dict:
+    def up(self, with_postgres: bool = True, nodes: str = "kwok") -> dict:
         started = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
-        control_plane = self.control_plane.up()
+        control_plane = ControlPlane(self.control_plane.state_dir, nodes=nodes).up()
         summary = {"name": self.name, "kubeconfig": str(control_plane.kubeconfig),
-                   "server": control_plane.info()["server"]}
+                   "server": control_plane.info()["server"], "nodes": nodes}
         if with_postgres:
             try:
                 pg = Postgres(self.directory / "pg").up()

@@ -1,5 +1,6 @@
 """Certificates and keys for the local control plane: one CA, the apiserver's serving certificate,
-an admin client certificate (group system:masters) and the service-account signing key pair."""
+an admin client certificate (group system:masters), a node client certificate for a real
+node's kubelet and the service-account signing key pair."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Pki:
     serving_key: Path
     admin_cert: Path
     admin_key: Path
+    node_cert: Path
+    node_key: Path
     sa_public: Path
     sa_private: Path
 
@@ -56,8 +59,11 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.Certific
     )
 
 
-def generate(directory: Path) -> Pki:
-    """Write a complete PKI into ``directory`` (created if missing) and return the paths."""
+def generate(directory: Path, extra_ips: tuple[str, ...] = (), node_name: str = "real-node-0") -> Pki:
+    """Write a complete PKI into ``directory`` (created if missing) and return the paths.
+
+    ``extra_ips`` are further addresses the API server is reached at (a real node's address and
+    the ``kubernetes`` Service's ClusterIP, which pods use)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("wacluster-testenv-ca")
@@ -86,10 +92,14 @@ def generate(directory: Path) -> Pki:
             x509.DNSName("localhost"),
             x509.DNSName("kubernetes"),
             x509.DNSName("kubernetes.default.svc"),
+            x509.DNSName("kubernetes.default.svc.cluster.local"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
         ],
     )
     admin_key, admin = leaf(_name("wacluster-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+    # The Node authorizer knows a kubelet by this exact name and group.
+    node_key, node = leaf(_name(f"system:node:{node_name}", "system:nodes"), ExtendedKeyUsageOID.CLIENT_AUTH)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     pki = Pki(
@@ -98,6 +108,8 @@ def generate(directory: Path) -> Pki:
         serving_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
         admin_key=directory / "admin.key",
+        node_cert=directory / "node.crt",
+        node_key=directory / "node.key",
         sa_public=directory / "sa.pub",
         sa_private=directory / "sa.key",
     )
@@ -107,6 +119,8 @@ def generate(directory: Path) -> Pki:
     _write_key(pki.serving_key, serving_key)
     pki.admin_cert.write_bytes(admin.public_bytes(pem))
     _write_key(pki.admin_key, admin_key)
+    pki.node_cert.write_bytes(node.public_bytes(pem))
+    _write_key(pki.node_key, node_key)
     _write_key(pki.sa_private, sa_key)
     pki.sa_public.write_bytes(
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -65,24 +65,26 @@ class ProcessTable:
         time.sleep(down_for)
         return self.start(name, entry["argv"], user=entry.get("user"))
 
-    def stop_all(self, timeout: float = 10.0) -> list[str]:
-        """SIGTERM every recorded process still ours, then SIGKILL what remains; returns names stopped."""
-        table = self.load()
-        stopped = []
-        # Reverse start order: clients before the apiserver, the apiserver before etcd.
-        for name, entry in reversed(list(table.items())):
-            pid = entry["pid"]
-            if not _is_ours(pid, entry["exe"]):
-                continue
-            _signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
+    def stop(self, name: str, timeout: float = 10.0) -> bool:
+        """SIGTERM one recorded process if it is still ours, SIGKILL after ``timeout``."""
+        entry = self.load().get(name)
+        if entry is None or not _is_ours(entry["pid"], entry["exe"]):
+            return False
+        pid = entry["pid"]
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+            while _alive(pid):
                 time.sleep(0.05)
-            if _alive(pid):
-                _signal(pid, signal.SIGKILL)
-                while _alive(pid):
-                    time.sleep(0.05)
-            stopped.append(name)
+        return True
+
+    def stop_all(self, timeout: float = 10.0) -> list[str]:
+        """Stop every recorded process still ours; returns the names stopped."""
+        # Reverse start order: clients before the apiserver, the apiserver before etcd.
+        stopped = [name for name in reversed(list(self.load())) if self.stop(name, timeout)]
         if self.path.exists():
             self.path.unlink()
         return stopped
