@@ -4,7 +4,7 @@ VENV := .venv
 WAC := $(VENV)/bin/wacluster
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: venv demo test unit integration testenv-build testenv-up testenv-down crds clean
+.PHONY: venv demo test e2e unit integration testenv-build testenv-up testenv-down crds clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ demo: testenv-build
 # unit + integration: the control plane and PostgreSQL start once per session, inside pytest.
 test: testenv-build
 	$(PYTEST) -m "unit or integration"
+
+# Real pods: one real node (containerd, kubelet, kube-proxy, CoreDNS), images built with Docker
+# from Debian packages, the tests/e2e suite through WACLUSTER_KUBECONFIG. Root and Debian only.
+e2e: testenv-build
+	hack/e2e.sh
 
 # The CRD is generated from the pydantic models; tests fail when the committed file drifts.
 crds: venv

@@ -1,8 +1,10 @@
 """End to end on real pods: build the image, install the chart, run a cluster, fail it over.
 
 Runs against WACLUSTER_KUBECONFIG (a cluster with real nodes that can run the image named by
-WACLUSTER_E2E_IMAGE), or, where Docker and kind are available, on a kind cluster created by
-pytest-kind. Anywhere else it is skipped with the reason.
+WACLUSTER_E2E_IMAGE, e.g. `wacluster testenv up --nodes real` + `wacluster testenv images`, which
+`make e2e` does), or, where Docker and kind are available, on a kind cluster created by
+pytest-kind. Anywhere else it is skipped with the reason. WACLUSTER_E2E_POSTGRES_IMAGE picks the
+embedded database's image (the local environment has no registry to pull postgres:16 from).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("WACLUSTER_E2E_IMAGE", "wacluster:e2e")
 # The upgrade target: the same build under a second tag (a version change is a tag change).
 NEXT_TAG = os.environ.get("WACLUSTER_E2E_NEXT_TAG", "e2e-next")
+POSTGRES_IMAGE = os.environ.get("WACLUSTER_E2E_POSTGRES_IMAGE", "")
 
 
 def _docker_usable() -> bool:
@@ -72,20 +75,38 @@ def wait_for(check, timeout: float, what: str):
     raise AssertionError(f"{what} not reached within {timeout}s")
 
 
-def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig, tmp_path):
+def cluster_manifest(name: str, tag: str, deletion_policy: str) -> str:
+    spec: dict = {"version": tag, "deletionPolicy": deletion_policy,
+                  "image": {"repository": IMAGE.rsplit(":", 1)[0], "pullPolicy": "Never"}}
+    if POSTGRES_IMAGE:
+        spec["database"] = {"mode": "embedded", "embedded": {"image": POSTGRES_IMAGE, "storageSize": "1Gi"}}
+    return json.dumps({"apiVersion": "wacluster.io/v1alpha1", "kind": "WhatsAppCluster",
+                       "metadata": {"name": name}, "spec": spec})
+
+
+def phase(k, ns: str, name: str) -> str | None:
+    found = k("get", "wac", name, "-n", ns, "-o", "json", "--ignore-not-found")
+    return json.loads(found).get("status", {}).get("phase") if found.strip() else None
+
+
+def exists(k, ns: str, kind: str, name: str) -> bool:
+    return bool(k("get", kind, name, "-n", ns, "--ignore-not-found", "-o", "name").strip())
+
+
+def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig):
     ns = f"e2e-{uuid.uuid4().hex[:6]}"
     k = lambda *a, **kw: kubectl(e2e_kubeconfig, *a, **kw)  # noqa: E731
+    apply = lambda manifest: subprocess.run(  # noqa: E731
+        ["kubectl", f"--kubeconfig={e2e_kubeconfig}", "apply", "-n", ns, "-f", "-"],
+        input=manifest, text=True, check=True)
     repository, tag = IMAGE.rsplit(":", 1)
     subprocess.run(["helm", "install", "wa", str(ROOT / "charts" / "wacluster"), "-n", ns, "--create-namespace",
                     "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
                     "--set", "image.pullPolicy=Never", "--set", f"defaultClusterVersion={tag}",
-                    f"--kubeconfig={e2e_kubeconfig}", "--wait"], check=True)
-    manifest = (ROOT / "examples" / "minimal.yaml").read_text().replace('version: "0.1.0"', f'version: "{tag}"')
-    manifest += f"  image:\n    repository: {repository}\n    pullPolicy: Never\n"
-    subprocess.run(["kubectl", f"--kubeconfig={e2e_kubeconfig}", "apply", "-n", ns, "-f", "-"],
-                   input=manifest, text=True, check=True)
-    wait_for(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
-             .get("phase") == "Ready", 600, "cluster Ready")
+                    f"--kubeconfig={e2e_kubeconfig}", "--wait", "--timeout=5m"], check=True)
+    # Retain (the default) first: deleting the cluster keeps its volumes and database credentials.
+    apply(cluster_manifest("whatsapp", tag, "Retain"))
+    wait_for(lambda: phase(k, ns, "whatsapp") == "Ready", 600, "cluster Ready")
 
     port_forward = subprocess.Popen(["kubectl", f"--kubeconfig={e2e_kubeconfig}", "port-forward", "-n", ns,
                                      "svc/whatsapp-api", "19090:9090"], stdout=subprocess.DEVNULL)
@@ -123,6 +144,17 @@ def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig, tmp_path):
              .get("version") == NEXT_TAG, 600, "upgrade finished")
     job = json.loads(k("get", "job", f"whatsapp-dbupgrade-{NEXT_TAG}", "-n", ns, "-o", "json"))
     assert job["status"].get("succeeded") == 1
+    wait_for(lambda: phase(k, ns, "whatsapp") == "Ready", 600, "Ready on the new version")
     k("delete", "wac", "whatsapp", "-n", ns, "--timeout=300s")
-    subprocess.run(["helm", "uninstall", "wa", "-n", ns, f"--kubeconfig={e2e_kubeconfig}"], check=True)
+    kept = [("pvc", "data-whatsapp-db-0"), ("pvc", "whatsapp-media"), ("secret", "whatsapp-db-credentials")]
+    assert all(exists(k, ns, kind, name) for kind, name in kept), "Retain must keep volumes and credentials"
+
+    # Delete: the same cluster comes back on the retained data, then goes with everything.
+    apply(cluster_manifest("whatsapp", NEXT_TAG, "Delete"))
+    wait_for(lambda: phase(k, ns, "whatsapp") == "Ready", 600, "cluster Ready again on the retained data")
+    k("delete", "wac", "whatsapp", "-n", ns, "--timeout=300s")
+    wait_for(lambda: not any(exists(k, ns, kind, name) for kind, name in kept), 120,
+             "volumes and credentials deleted")
+    subprocess.run(["helm", "uninstall", "wa", "-n", ns, f"--kubeconfig={e2e_kubeconfig}", "--wait"], check=True)
+    assert not k("get", "deployments,statefulsets", "-n", ns, "-o", "name").strip(), "uninstall left workloads"
     k("delete", "namespace", ns, "--wait=false")

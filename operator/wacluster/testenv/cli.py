@@ -25,6 +25,13 @@ def add_parser(subparsers) -> None:
     down.add_argument("--name", default="default")
     status = actions.add_parser("status", help="print the environment's kubeconfig, server and DSN as JSON")
     status.add_argument("--name", default="default")
+    images = actions.add_parser(
+        "images", help="build the base, project and PostgreSQL images with Docker from Debian packages and "
+                       "import them into a real-node environment's containerd")
+    images.add_argument("--name", default="default", help="environment (started with --nodes real) to import into")
+    images.add_argument("--tag", default="e2e", help="tag of the project image (wacluster:<tag>)")
+    images.add_argument("--extra-tag", action="append", default=[], help="further tags of the same build")
+    images.add_argument("--no-import", action="store_true", help="build only")
     actions.add_parser("bin-dir", help="print the directory holding kubectl, helm and the other binaries")
     parser.set_defaults(func=run)
 
@@ -38,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(bin_dir())
         return 0
     env = Environment(args.name)
+    if action == "images":
+        return _images(env, args)
     if action == "up":
         summary = env.up(with_postgres=not args.no_postgres, nodes=args.nodes)
         print(f"control plane ready at {summary['server']} in {summary['ready_in_s']}s")
@@ -55,4 +64,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"no environment named {args.name!r} is running", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _images(env: Environment, args: argparse.Namespace) -> int:
+    from wacluster.testenv.images import build_images, import_into_containerd
+
+    built = build_images(tag=args.tag, extra_tags=args.extra_tag)
+    if args.no_import:
+        return 0
+    control_plane = env.control_plane
+    if not control_plane.real_node_running():
+        print(f"environment {args.name!r} has no real node: start it with "
+              f"`wacluster testenv up --nodes real --name {args.name}`, or pass --no-import", file=sys.stderr)
+        return 1
+    import_into_containerd([*built["project_tags"], built["postgres"]], str(control_plane.node.socket))
     return 0

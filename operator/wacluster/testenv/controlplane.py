@@ -47,6 +47,10 @@ class ControlPlane:
     def node(self) -> RealNode:
         return RealNode(self.state_dir / "node")
 
+    def real_node_running(self) -> bool:
+        marker = self.state_dir / "nodes"
+        return marker.exists() and marker.read_text() == "real" and self.node.socket.exists()
+
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
@@ -115,7 +119,7 @@ class ControlPlane:
         procs = ProcessTable(self.state_dir)
         marker = self.state_dir / "nodes"
         real = marker.exists() and marker.read_text() == "real"
-        stopped = []
+        stopped: list[str] = []
         if real:
             # The kubelet first, or it restarts what we stop; then every container while
             # containerd still answers; host leftovers once every process is gone.
