@@ -9,11 +9,13 @@ debootstrap and imported into Docker:
 
 Docker's layer cache makes a rebuild of unchanged sources take seconds; the debootstrap is
 kept as a tarball in the cache, so it runs once per machine even when Docker's store is wiped.
+To remake the base, remove both the image and ``<cache>/images/base-bookworm.tar``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import os
 import re
 import shutil
@@ -21,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import IO
 
 from wacluster.testenv.build import cache_root
 
@@ -49,6 +52,15 @@ ROOTFS_LEFTOVERS = (
     "var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*",
     "var/cache/debconf/*-old", "var/log/*.log", "etc/resolv.conf", "etc/hostname", "dev/*",
 )
+
+# Like Debian's slim container images: no documentation or message translations (about 50 MB
+# of the base). Installed as dpkg configuration, it also keeps them out of later installs.
+DPKG_NO_DOCS = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/locale/*/LC_MESSAGES/*.mo
+"""
 
 Progress = Callable[[str], None]
 
@@ -110,11 +122,11 @@ def _ensure_base_image(clock: _Clock) -> None:
 def _debootstrap(clock: _Clock) -> Path:
     """Debootstrap into a scratch directory renamed on success: a half rootfs is never reused."""
     rootfs = images_dir() / f"rootfs-{DEBIAN_SUITE}"
+    scratch = images_dir() / f"rootfs-{DEBIAN_SUITE}.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
     if rootfs.exists():
         clock.step(f"reusing the finished debootstrap in {rootfs}")
         return rootfs
-    scratch = images_dir() / f"rootfs-{DEBIAN_SUITE}.partial"
-    shutil.rmtree(scratch, ignore_errors=True)
     clock.step(f"debootstrap {DEBIAN_SUITE} ({', '.join(BASE_PACKAGES)}) from {DEBIAN_MIRROR}")
     _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
           DEBIAN_SUITE, str(scratch), DEBIAN_MIRROR])
@@ -129,7 +141,24 @@ def _prepare_rootfs(rootfs: Path) -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+    for folder, _, files in os.walk(rootfs / "usr/share"):
+        for name in files:
+            path = Path(folder, name)
+            if excluded_by_dpkg("/" + str(path.relative_to(rootfs)), DPKG_NO_DOCS):
+                path.unlink()
+    (rootfs / "etc/dpkg/dpkg.cfg.d/no-docs").write_text(DPKG_NO_DOCS)
     _add_host_certificates(rootfs)
+
+
+def excluded_by_dpkg(path: str, rules: str) -> bool:
+    """Whether dpkg's path-exclude/path-include rules leave ``path`` out: the last match wins,
+    and ``*`` also matches ``/`` (fnmatch without FNM_PATHNAME, as dpkg uses it)."""
+    excluded = False
+    for line in rules.splitlines():
+        kind, pattern = line.split()
+        if fnmatch.fnmatchcase(path, pattern):
+            excluded = kind == "path-exclude"
+    return excluded
 
 
 def extra_certificates(host_bundle: str, image_bundle: str) -> list[str]:
@@ -173,16 +202,20 @@ def import_into_containerd(images: Sequence[str], address: str, namespace: str =
     ctr = ["ctr", "--address", address, "--namespace", namespace, "images", "import"]
     if snapshotter:
         ctr.append(f"--snapshotter={snapshotter}")
-    save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_docker_env())
+    save_cmd = ["docker", "save", *images]
+    save = subprocess.Popen(save_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_docker_env())
     try:
         _run([*ctr, "-"], stdin=save.stdout)
+    except CommandFailed:
+        # A failed save also fails the import, with a less telling message: report the save.
+        if save.wait() != 0:
+            raise CommandFailed(save_cmd, save.returncode, save.stderr.read().decode()) from None
+        raise
     finally:
         save.stdout.close()
-        save_err = save.stderr.read().decode(errors="replace")
-        save.wait()
-    if save.returncode != 0:
-        raise CommandFailed(["docker", "save", *images], save.returncode, save_err)
+    if save.wait() != 0:
+        raise CommandFailed(save_cmd, save.returncode, save.stderr.read().decode())
 
 
 def _docker_build(context: Path, tag: str) -> None:
@@ -207,15 +240,22 @@ class CommandFailed(RuntimeError):
         super().__init__(f"`{' '.join(cmd)}` failed (exit {returncode}):\n{tail}")
 
 
-def _run(cmd: list[str], stdin=None, stdout=None) -> str:
-    """Run a command to completion; a failure raises with the tail of what it printed."""
-    proc = subprocess.run(cmd, stdin=stdin, stdout=stdout if stdout else subprocess.PIPE,
-                          stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE,
-                          env=_docker_env())
-    printed = (proc.stdout if stdout is None else proc.stderr) or b""
+def _run(cmd: list[str], stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+    """Run a command to completion; a failure raises with the tail of what it printed.
+
+    Both streams are kept (the legacy builder prints a failing step to stdout), unless
+    ``stdout`` is the command's product and goes to a file.
+    """
+    try:
+        proc = subprocess.run(cmd, stdin=stdin, stdout=stdout or subprocess.PIPE,
+                              stderr=subprocess.PIPE if stdout else subprocess.STDOUT,
+                              env=_docker_env())
+    except FileNotFoundError:
+        raise RuntimeError(f"`{cmd[0]}` is not installed: building the test images needs "
+                           "docker, debootstrap, tar and ctr (containerd)") from None
     if proc.returncode != 0:
-        raise CommandFailed(cmd, proc.returncode, printed.decode(errors="replace"))
-    return printed.decode(errors="replace")
+        printed = proc.stderr if stdout else proc.stdout
+        raise CommandFailed(cmd, proc.returncode, (printed or b"").decode(errors="replace"))
 
 
 class _Clock:
