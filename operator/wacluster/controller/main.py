@@ -44,11 +44,14 @@ def run(args) -> int:
     return asyncio.run(_run(namespaces, own_namespace, args.metrics_port, args.lease_name))
 
 
-def _run_kopf(namespaces: list[str], stop_flag: threading.Event, default_version: str) -> None:
+def _run_kopf(namespaces: list[str], stop_flag: threading.Event, default_version: str, identity: str) -> None:
     """kopf in a thread of its own: there it installs no signal handlers and schedules no
-    SIGKILL, so SIGTERM stays ours and we release the Lease after kopf has stopped."""
+    SIGKILL, so SIGTERM stays ours and we release the Lease after kopf has stopped.
+
+    The identity is passed in: kopf would otherwise derive one from the user name, which a
+    container running as a bare numeric UID (no passwd entry) does not have."""
     asyncio.run(kopf.operator(
-        standalone=True, clusterwide=not namespaces, namespaces=namespaces,
+        standalone=True, clusterwide=not namespaces, namespaces=namespaces, identity=identity,
         stop_flag=stop_flag, memo=kopf.Memo(default_version=default_version)))
 
 
@@ -65,14 +68,27 @@ async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, l
 
     kopf_stop = threading.Event()
     kopf_thread: threading.Thread | None = None
+    kopf_failed = False
+
+    def kopf_main() -> None:
+        nonlocal kopf_failed
+        try:
+            _run_kopf(namespaces, kopf_stop, default_version, identity)
+        except BaseException:
+            log.exception("kopf stopped with an error")
+        if not kopf_stop.is_set():
+            # A leader whose kopf is gone reconciles nothing: exit non-zero, release the Lease
+            # and let the pod restart rather than hold the Lease idle.
+            log.error("kopf exited while this replica leads; shutting down")
+            kopf_failed = True
+            loop.call_soon_threadsafe(shutdown.set)
 
     async def started(term: int) -> None:
         nonlocal kopf_thread
         metrics.IS_LEADER.set(1)
         log.info("%s leads the operator (term %d); watching %s", identity, term,
                  ", ".join(namespaces) or "all namespaces")
-        kopf_thread = threading.Thread(target=_run_kopf, name="kopf", daemon=True,
-                                       args=(namespaces, kopf_stop, default_version))
+        kopf_thread = threading.Thread(target=kopf_main, name="kopf", daemon=True)
         kopf_thread.start()
 
     async def stopped() -> None:
@@ -93,4 +109,4 @@ async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, l
     log.info("%s campaigning for Lease %s/%s", identity, lease_namespace, lease_name)
     await elector.run(started, stopped, shutdown)
     await api.close()
-    return 0
+    return 1 if kopf_failed else 0
