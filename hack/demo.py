@@ -4,6 +4,9 @@
 Brings up the local control plane and PostgreSQL, installs the CRD, runs the operator, applies
 examples/minimal.yaml, waits until the cluster is Ready and prints what was created.
 Everything it started is stopped at the end (pass --keep to leave the environment running).
+
+Where this machine can run a real node (root, hack/host-setup.sh's packages, a Docker engine),
+the story runs on real pods instead (hack/demo_pods.py); `--nodes kwok` keeps the process demo.
 """
 
 from __future__ import annotations
@@ -51,7 +54,16 @@ class Kubectl:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the environment running at the end")
+    parser.add_argument("--nodes", choices=("auto", "kwok", "real"), default="auto",
+                        help="real: every role in a container on a real node; kwok: simulated nodes and "
+                             "the roles as local processes; auto: real when this machine can run it")
     args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "hack"))
+    import demo_pods  # noqa: E402  (next to this file)
+
+    if args.nodes == "real" or (args.nodes == "auto" and demo_pods.available()):
+        return demo_pods.run(ROOT, say, Kubectl, show_health, NAMESPACE, args.keep)
 
     env = Environment("demo")
     if env.summary():
