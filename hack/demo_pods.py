@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import time
 
+import yaml
+
 from wacluster.runtime.sandbox import registration_code
 from wacluster.testenv.apiclient import ApiClient
 from wacluster.testenv.build import bin_dir
@@ -55,8 +57,7 @@ def run(root, say, kubectl_factory, show_health, namespace: str, keep: bool) -> 
                         "--set", "image.pullPolicy=Never", "--set", f"defaultClusterVersion={TAG}",
                         "--wait", "--timeout=5m"], check=True, capture_output=True)
         say("applying examples/minimal.yaml (local images, 1 s heartbeats, 3 s unhealthy)")
-        manifest = json.loads(kubectl("create", "--dry-run=client", "-o", "json",
-                                      "-f", str(root / "examples" / "minimal.yaml")))
+        manifest = yaml.safe_load((root / "examples" / "minimal.yaml").read_text())
         manifest["spec"].update({
             "version": TAG, "image": {"repository": "wacluster", "pullPolicy": "Never"},
             "database": {"mode": "embedded", "embedded": {"image": POSTGRES_IMAGE, "storageSize": "1Gi"}},
@@ -89,6 +90,8 @@ def story(kubectl, kubeconfig: str, namespace: str, say, show_health) -> None:
         secret = json.loads(kubectl("get", "secret", "whatsapp-admin", "-n", namespace, "-o", "json"))["data"]
         user, password = (base64.b64decode(secret[k]).decode() for k in ("username", "password"))
         wait_until(lambda: _answers(api, user, password), 60, what="the API through the port-forward")
+        everyone = lambda: len(h := api.health()) == 4 and not any("errors" in v for v in h.values())  # noqa: E731
+        wait_until(everyone, 60, what="every master and coreapp reporting")
         show_health(api, "before registration")
         say("registering the account (POST /v1/account, then /v1/account/verify with the sandbox's code)")
         api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111"})

@@ -15,9 +15,23 @@ trap '"$WAC" testenv down --name "$NAME"' EXIT
 "$WAC" testenv images --name "$NAME" --tag e2e --extra-tag e2e-next
 echo "e2e environment ready after $(( $(date +%s) - started ))s"
 
+set +e
 PATH="$("$WAC" testenv bin-dir):$PATH" \
 WACLUSTER_KUBECONFIG="$("$WAC" testenv status --name "$NAME" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["kubeconfig"])')" \
 WACLUSTER_E2E_IMAGE=wacluster:e2e WACLUSTER_E2E_NEXT_TAG=e2e-next \
 WACLUSTER_E2E_POSTGRES_IMAGE=wacluster-postgres:15 \
     .venv/bin/pytest -m e2e tests/e2e "$@"
-echo "e2e finished in $(( $(date +%s) - started ))s"
+status=$?
+set -e
+trap - EXIT
+"$WAC" testenv down --name "$NAME"
+# The node must leave the host as it found it: no mounts, shims, bridge or kube-proxy chains.
+leftovers=$( { grep -c "/wacluster-testenv/$NAME/" /proc/self/mounts || true; } )
+shims=$( { pgrep -fc "containerd-shim.*wacluster-testenv/$NAME/" || true; } )
+if [ "$leftovers" != "0" ] || [ "$shims" != "0" ] || ip link show wac-cni0 >/dev/null 2>&1 \
+        || iptables-save | grep -q "^:KUBE-SERVICES"; then
+    echo "teardown left something behind: $leftovers mounts, $shims shims, bridge or KUBE chains"
+    exit 1
+fi
+echo "e2e finished in $(( $(date +%s) - started ))s (pytest exit $status), host clean"
+exit "$status"
