@@ -23,11 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
-from wacluster.runtime.sandbox import registration_code  # noqa: E402
 from wacluster.testenv.apiclient import ApiClient  # noqa: E402
 from wacluster.testenv.build import bin_dir  # noqa: E402
 from wacluster.testenv.environment import Environment  # noqa: E402
 from wacluster.testenv.localcluster import LocalCluster, wait_until  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "hack"))
+from demo_story import seed_story  # noqa: E402
 
 NAMESPACE = "demo"
 STARTED = time.monotonic()
@@ -59,11 +61,10 @@ def main() -> int:
                              "the roles as local processes; auto: real when this machine can run it")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "hack"))
-    import demo_pods  # noqa: E402  (next to this file)
+    import demo_pods  # next to this file
 
     if args.nodes == "real" or (args.nodes == "auto" and demo_pods.available()):
-        return demo_pods.run(ROOT, say, Kubectl, show_health, NAMESPACE, args.keep)
+        return demo_pods.run(ROOT, say, Kubectl, NAMESPACE, args.keep)
 
     env = Environment("demo")
     if env.summary():
@@ -126,17 +127,6 @@ def main() -> int:
             env.down()
 
 
-def show_health(api: ApiClient, title: str) -> None:
-    print(f"\n  GET /v1/health  ({title})")
-    for key, value in sorted(api.health().items()):
-        if "errors" in value:
-            error = value["errors"][0]
-            print(f"    {key:<28} error {error['code']} {error['title']}")
-        else:
-            print(f"    {key:<28} {value['gateway_status']:<13} {value['role']}")
-    print(flush=True)
-
-
 def runtime_story(env: Environment, summary: dict) -> None:
     """The seeds' single-server developer setup, as local processes: 2 masters, 2 coreapps,
     a webapp and the sandbox, against the local control plane (Lease) and PostgreSQL."""
@@ -157,31 +147,16 @@ def runtime_story(env: Environment, summary: dict) -> None:
         role = cluster.start_webapp(password="demo-password")
         api = ApiClient(f"https://127.0.0.1:{role.port}")
         api.login("admin", "demo-password")
-        wait_until(lambda: len(api.health()) == 4 and any(v.get("role") == "primary_master" for v in api.health().values()),
-                   30, what="every node reporting")
-        show_health(api, "before registration")
 
-        say("registering the account (POST /v1/account, then /v1/account/verify with the sandbox's code)")
-        api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111", "method": "sms", "cert": "ZGVtbw=="})
-        api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")})
-        connected = lambda: [k for k, v in api.health().items() if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"]  # noqa: E731
-        wait_until(connected, 30, what="a connected coreapp")
-        show_health(api, "registered: one coreapp connected, the other a standby")
+        def fail(owner: str) -> None:
+            say(f"stopping the connected coreapp {owner} (SIGKILL: an unplanned failure)")
+            cluster.roles[owner].signal(signal.SIGKILL)
 
-        reply = api.send_text("+15551234567", "Hello from wacluster")
-        say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
-        owner = connected()[0].split(":")[0]
-        say(f"stopping the connected coreapp {owner} (SIGKILL: an unplanned failure)")
-        cluster.roles[owner].signal(signal.SIGKILL)
-        started = time.monotonic()
-        wait_until(lambda: [k for k in connected() if not k.startswith(owner + ":")], 30, what="the standby connected")
-        say(f"the standby took over shard 0 in {time.monotonic() - started:.1f}s (heartbeat 1 s, unhealthy 3 s)")
-        show_health(api, "after the failover")
-        reply = api.send_text("+15551234567", "Still here after the failover")
-        say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
-        time.sleep(0.5)
-        report = cluster.gateway()
-        say(f"sandbox: {report['delivered']} delivered, {report['conflicts']} conflicts, {report['bans']} bans")
+        def sandbox_counts() -> tuple[int, int, int]:
+            report = cluster.gateway()
+            return report["delivered"], report["conflicts"], report["bans"]
+
+        seed_story(api, say, fail, sandbox_counts, timeout=30)
     finally:
         cluster.stop_all()
 

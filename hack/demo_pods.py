@@ -12,11 +12,10 @@ import base64
 import json
 import shutil
 import subprocess
-import time
 
 import yaml
+from demo_story import seed_story
 
-from wacluster.runtime.sandbox import registration_code
 from wacluster.testenv.apiclient import ApiClient
 from wacluster.testenv.build import bin_dir
 from wacluster.testenv.environment import Environment
@@ -35,7 +34,7 @@ def available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
-def run(root, say, kubectl_factory, show_health, namespace: str, keep: bool) -> int:
+def run(root, say, kubectl_factory, namespace: str, keep: bool) -> int:
     env = Environment("demo")
     if env.summary():
         say("stopping a previous demo environment")
@@ -70,7 +69,7 @@ def run(root, say, kubectl_factory, show_health, namespace: str, keep: bool) -> 
         say("the cluster is Ready")
         print(kubectl("get", "wac", "-n", namespace), flush=True)
         print(kubectl("get", "pods", "-n", namespace, "-o", "wide"), flush=True)
-        story(kubectl, summary["kubeconfig"], namespace, say, show_health)
+        story(kubectl, summary["kubeconfig"], namespace, say)
         return 0
     finally:
         if keep:
@@ -80,7 +79,7 @@ def run(root, say, kubectl_factory, show_health, namespace: str, keep: bool) -> 
             env.down()
 
 
-def story(kubectl, kubeconfig: str, namespace: str, say, show_health) -> None:
+def story(kubectl, kubeconfig: str, namespace: str, say) -> None:
     port = free_port()
     forward = subprocess.Popen([str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "port-forward",
                                 "-n", namespace, "svc/whatsapp-api", f"{port}:9090"],
@@ -90,33 +89,18 @@ def story(kubectl, kubeconfig: str, namespace: str, say, show_health) -> None:
         secret = json.loads(kubectl("get", "secret", "whatsapp-admin", "-n", namespace, "-o", "json"))["data"]
         user, password = (base64.b64decode(secret[k]).decode() for k in ("username", "password"))
         wait_until(lambda: _answers(api, user, password), 60, what="the API through the port-forward")
-        everyone = lambda: len(h := api.health()) == 4 and not any("errors" in v for v in h.values())  # noqa: E731
-        wait_until(everyone, 60, what="every master and coreapp reporting")
-        show_health(api, "before registration")
-        say("registering the account (POST /v1/account, then /v1/account/verify with the sandbox's code)")
-        api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111"})
-        api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")})
-        connected = lambda: [k for k, v in api.health().items()  # noqa: E731
-                             if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"]
-        wait_until(connected, 60, what="a connected coreapp")
-        show_health(api, "registered: one coreapp connected, the other a standby")
-        reply = api.send_text("+15551234567", "Hello from wacluster")
-        say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
-        owner = connected()[0].split(":")[0]
-        say(f"deleting the connected coreapp's pod {owner} at once (grace period 0: an unplanned failure)")
-        kubectl("delete", "pod", owner, "-n", namespace, "--grace-period=0", "--force", "--wait=false")
-        started = time.monotonic()
-        wait_until(lambda: [k for k in connected() if not k.startswith(owner)], 60, what="the standby connected")
-        say(f"the standby took over shard 0 in {time.monotonic() - started:.1f}s")
-        show_health(api, "after the failover")
-        reply = api.send_text("+15551234567", "Still here after the failover")
-        say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
-        time.sleep(1)
-        report = json.loads(kubectl("exec", "-n", namespace, "deploy/whatsapp-sandbox", "--", "python", "-c",
-                                    "import urllib.request;print(urllib.request.urlopen("
-                                    "'http://127.0.0.1:6200/inspect/deliveries').read().decode())"))
-        say(f"sandbox: {len(report['deliveries'])} delivered, {len(report['conflicts'])} conflicts, "
-            f"{len(report['bans'])} bans")
+
+        def fail(owner: str) -> None:
+            say(f"deleting the connected coreapp's pod {owner} at once (grace period 0: an unplanned failure)")
+            kubectl("delete", "pod", owner, "-n", namespace, "--grace-period=0", "--force", "--wait=false")
+
+        def sandbox_counts() -> tuple[int, int, int]:
+            report = json.loads(kubectl("exec", "-n", namespace, "deploy/whatsapp-sandbox", "--", "python", "-c",
+                                        "import urllib.request;print(urllib.request.urlopen("
+                                        "'http://127.0.0.1:6200/inspect/deliveries').read().decode())"))
+            return len(report["deliveries"]), len(report["conflicts"]), len(report["bans"])
+
+        seed_story(api, say, fail, sandbox_counts, timeout=60)
     finally:
         forward.terminate()
 
