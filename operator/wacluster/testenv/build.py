@@ -151,12 +151,15 @@ def _write_wrapper(target: GoTarget, workdir: Path) -> None:
 
 
 class Progress:
-    def __init__(self) -> None:
+    """Progress lines of a long step, with the seconds since it started."""
+
+    def __init__(self, label: str = "testenv build", emit=None) -> None:
+        self.label = label
+        self.emit = emit or (lambda line: print(line, flush=True))
         self.started = time.monotonic()
 
     def step(self, message: str) -> None:
-        elapsed = time.monotonic() - self.started
-        print(f"[testenv build {elapsed:6.0f}s] {message}", flush=True)
+        self.emit(f"[{self.label} {time.monotonic() - self.started:6.0f}s] {message}")
 
 
 # kwok simulates nothing without Stage objects; we use the fast stages that the same kwok

@@ -47,9 +47,13 @@ class ControlPlane:
     def node(self) -> RealNode:
         return RealNode(self.state_dir / "node")
 
-    def real_node_running(self) -> bool:
+    def _started_real(self) -> bool:
+        """What `up` recorded; `down` and `images` run in other processes than `up`."""
         marker = self.state_dir / "nodes"
-        return marker.exists() and marker.read_text() == "real" and self.node.socket.exists()
+        return marker.exists() and marker.read_text() == "real"
+
+    def real_node_running(self) -> bool:
+        return self._started_real() and self.node.socket.exists()
 
     @property
     def kubeconfig(self) -> Path:
@@ -74,8 +78,9 @@ class ControlPlane:
     def up(self, timeout: float = 60.0) -> "ControlPlane":
         if self.nodes not in NODE_MODES:
             raise ControlPlaneError(f"unknown node mode {self.nodes!r}; choose one of {', '.join(NODE_MODES)}")
-        if self.real and host_problems():
-            raise ControlPlaneError("cannot start a real node: " + "; ".join(host_problems()))
+        problems = host_problems() if self.real else []
+        if problems:
+            raise ControlPlaneError("cannot start a real node: " + "; ".join(problems))
         build_all(node=self.real)
         bins = bin_dir()
         if (self.state_dir / "processes.json").exists():
@@ -117,8 +122,7 @@ class ControlPlane:
 
     def down(self) -> list[str]:
         procs = ProcessTable(self.state_dir)
-        marker = self.state_dir / "nodes"
-        real = marker.exists() and marker.read_text() == "real"
+        real = self._started_real()
         stopped: list[str] = []
         if real:
             # The kubelet first, or it restarts what we stop; then every container while

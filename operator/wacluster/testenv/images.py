@@ -20,11 +20,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
+from wacluster.testenv.build import Progress as StepClock
 from wacluster.testenv.build import cache_root
 
 DEBIAN_SUITE = "bookworm"
@@ -85,7 +85,7 @@ def build_images(tag: str = "e2e", extra_tags: Iterable[str] = (),
     images_dir().mkdir(parents=True, exist_ok=True)
     with open(images_dir() / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        clock = _Clock(progress)
+        clock = StepClock("testenv images", progress)
         _ensure_base_image(clock)
         project = f"{PROJECT_REPOSITORY}:{tag}"
         project_tags = [project, *(f"{PROJECT_REPOSITORY}:{extra}" for extra in extra_tags)]
@@ -100,7 +100,7 @@ def build_images(tag: str = "e2e", extra_tags: Iterable[str] = (),
             "postgres": POSTGRES_IMAGE}
 
 
-def _ensure_base_image(clock: _Clock) -> None:
+def _ensure_base_image(clock: StepClock) -> None:
     if _image_exists(BASE_IMAGE):
         clock.step(f"{BASE_IMAGE} is already in Docker")
         return
@@ -119,7 +119,7 @@ def _ensure_base_image(clock: _Clock) -> None:
         _run(["docker", "import", *changes, "-", BASE_IMAGE], stdin=tarball)
 
 
-def _debootstrap(clock: _Clock) -> Path:
+def _debootstrap(clock: StepClock) -> Path:
     """Debootstrap into a scratch directory renamed on success: a half rootfs is never reused."""
     rootfs = images_dir() / f"rootfs-{DEBIAN_SUITE}"
     scratch = images_dir() / f"rootfs-{DEBIAN_SUITE}.partial"
@@ -191,7 +191,7 @@ def _add_host_certificates(rootfs: Path) -> None:
 
 
 def import_into_containerd(images: Sequence[str], address: str, namespace: str = "k8s.io",
-                           snapshotter: str | None = None, progress: Progress = print) -> None:
+                           progress: Progress = print) -> None:
     """Copy Docker images into a containerd, where the kubelet finds them without a registry.
 
     containerd names them by their normalised reference (``wacluster:e2e`` becomes
@@ -200,8 +200,6 @@ def import_into_containerd(images: Sequence[str], address: str, namespace: str =
     """
     progress(f"importing {', '.join(images)} into containerd at {address} ({namespace})")
     ctr = ["ctr", "--address", address, "--namespace", namespace, "images", "import"]
-    if snapshotter:
-        ctr.append(f"--snapshotter={snapshotter}")
     save_cmd = ["docker", "save", *images]
     save = subprocess.Popen(save_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_docker_env())
@@ -256,14 +254,3 @@ def _run(cmd: list[str], stdin: IO[bytes] | None = None, stdout: IO[bytes] | Non
     if proc.returncode != 0:
         printed = proc.stderr if stdout else proc.stdout
         raise CommandFailed(cmd, proc.returncode, (printed or b"").decode(errors="replace"))
-
-
-class _Clock:
-    """Progress lines with the time since the start, as the binary build prints them."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.started = time.monotonic()
-
-    def step(self, message: str) -> None:
-        self.progress(f"[testenv images {time.monotonic() - self.started:6.0f}s] {message}")

@@ -86,10 +86,8 @@ class RealNode:
     # --- up --------------------------------------------------------------------------------
 
     def start_runtime(self, procs: ProcessTable) -> None:
-        """containerd first: images are imported before the kubelet asks for them."""
-        problems = host_problems()
-        if problems:
-            raise NodeError("; ".join(problems))
+        """containerd first: images are imported before the kubelet asks for them. The caller
+        has checked host_problems()."""
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_containerd_config()
         procs.start("containerd", [shutil.which("containerd"), f"--config={config}"])
@@ -108,7 +106,7 @@ class RealNode:
             str(bins / "kubelet"), f"--config={kubelet_config}", f"--kubeconfig={kubelet_kubeconfig}",
             f"--root-dir={self.kubelet_root}", f"--hostname-override={NODE_NAME}",
             f"--node-ip={NODE_IP}",
-            f"--node-labels=type=real,topology.kubernetes.io/zone=zone-a,topology.kubernetes.io/region=local",
+            "--node-labels=type=real,topology.kubernetes.io/zone=zone-a,topology.kubernetes.io/region=local",
             "--v=1",
         ])
         procs.start("kube-proxy", [
@@ -220,7 +218,7 @@ state = "{base / 'state'}"
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            tasks = [line.split()[0] for line in self.ctr("tasks", "ls", "-q", check=False).split()]
+            tasks = self.ctr("tasks", "ls", "-q", check=False).split()
             if not tasks:
                 break
             for task in tasks:
