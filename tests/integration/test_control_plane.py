@@ -199,3 +199,46 @@ async def test_crd_cel_rule_rejects_invalid_object_with_its_message(kube_api, na
         assert "spec.min must not exceed spec.max" in err.value.body
     finally:
         await extensions.delete_custom_resource_definition(name)
+
+
+async def test_a_watching_standby_takes_a_released_lease_before_its_next_poll(kube_api, namespace):
+    from wacluster.domain.election import LeaderElector, Timings
+    from wacluster.kube.lease import KubeLeaseStore
+
+    # A 40 s retry period: without the watch the standby would look again only 40 s later.
+    timings = Timings(lease_duration=60, renew_deadline=50, retry_period=40)
+    events: list[str] = []
+
+    def candidate(name: str, stop: asyncio.Event) -> asyncio.Task:
+        store = KubeLeaseStore(kube_api, namespace, "watched")
+        released = asyncio.Event()
+        watcher = asyncio.create_task(store.watch_releases(released.set))
+
+        async def started(term):
+            events.append(f"{name} leads term {term}")
+
+        async def stopped():
+            events.append(f"{name} stopped")
+
+        async def campaign():
+            try:
+                await LeaderElector(store, name, timings).run(started, stopped, stop, wake=released)
+            finally:
+                watcher.cancel()
+        return asyncio.create_task(campaign())
+
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    a = candidate("a", stop_a)
+    await _eventually(lambda: asyncio.sleep(0, events == ["a leads term 1"]), timeout=30)
+    b = candidate("b", stop_b)
+    await asyncio.sleep(2)  # b has looked once, found a's fresh lease and is waiting out its retry
+    assert events == ["a leads term 1"]
+    stop_a.set()
+    await a
+    loop = asyncio.get_running_loop()
+    released_at = loop.time()
+    await _eventually(lambda: asyncio.sleep(0, "b leads term 2" in events), timeout=30)
+    assert loop.time() - released_at < 20  # half the retry period: woken by the watch, not a poll
+    assert events[:3] == ["a leads term 1", "a stopped", "b leads term 2"]
+    stop_b.set()
+    await b

@@ -103,10 +103,15 @@ async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, l
             log.error("lost the operator Lease; exiting so that only one replica acts")
             shutdown.set()
 
-    elector = LeaderElector(KubeLeaseStore(api, lease_namespace, lease_name,
-                                           {"app.kubernetes.io/name": "wacluster-operator"}),
-                            identity, Timings(15, 10, 2))
+    store = KubeLeaseStore(api, lease_namespace, lease_name, {"app.kubernetes.io/name": "wacluster-operator"})
+    elector = LeaderElector(store, identity, Timings(15, 10, 2))
+    released = asyncio.Event()
+    watcher = asyncio.create_task(store.watch_releases(released.set), name="lease-watch")
     log.info("%s campaigning for Lease %s/%s", identity, lease_namespace, lease_name)
-    await elector.run(started, stopped, shutdown)
+    try:
+        await elector.run(started, stopped, shutdown, wake=released)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
     await api.close()
     return 1 if kopf_failed else 0

@@ -132,8 +132,12 @@ class LeaderElector:
 
     async def run(self, on_started_leading: Callable[[int], Awaitable[None]],
                   on_stopped_leading: Callable[[], Awaitable[None]],
-                  stop: asyncio.Event) -> None:
-        """Campaign until `stop` is set; lead while renewals succeed within the renew deadline."""
+                  stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Campaign until `stop` is set; lead while renewals succeed within the renew deadline.
+
+        `wake`, when set (by whoever watches the lock for a release), cuts the retry-period wait
+        short, so a standby takes a released lock at once instead of at its next poll.
+        """
         while not stop.is_set():
             acquired = await self._attempt()
             if acquired and not self.leading:
@@ -146,7 +150,7 @@ class LeaderElector:
                     log.warning("%s could not renew the lease within %.1fs; stepping down",
                                 self.identity, self.timings.renew_deadline)
                     await on_stopped_leading()
-            await _wait(stop, self.timings.retry_period, self._sleep)
+            await _wait(stop, wake, self.timings.retry_period, self._sleep)
         if self.leading:
             self.leading = False
             await on_stopped_leading()
@@ -173,11 +177,17 @@ class LeaderElector:
             return False
 
 
-async def _wait(stop: asyncio.Event, seconds: float, sleep) -> None:
-    if sleep is asyncio.sleep:
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
-    else:
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float, sleep) -> None:
+    if sleep is not asyncio.sleep:  # a test's clock
         await sleep(seconds)
+        return
+    waits = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waits.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+    if wake is not None:
+        wake.clear()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+from typing import Callable
 
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from wacluster.domain.election import LockConflict, LockRecord, LockStore
+
+log = logging.getLogger("wacluster.election")
 
 
 def _to_time(value: float | None) -> dt.datetime | None:
@@ -84,3 +89,25 @@ class KubeLeaseStore(LockStore):
                 raise LockConflict(self.name) from exc
             raise
         return self._record(lease)
+
+    async def watch_releases(self, on_released: Callable[[], None]) -> None:
+        """Call `on_released` whenever the Lease is seen without a holder (given up or new).
+
+        A standby otherwise notices a release only at its next retry-period poll; watching
+        makes a planned handover take one API round trip. Runs until cancelled; a broken
+        watch is re-opened after a short pause (polling still covers the gap).
+        """
+        while True:
+            try:
+                async with watch.Watch() as stream:
+                    async for event in stream.stream(self.leases.list_namespaced_lease, self.namespace,
+                                                     field_selector=f"metadata.name={self.name}",
+                                                     timeout_seconds=300):
+                        lease = event["object"]
+                        if event["type"] in ("ADDED", "MODIFIED") and not lease.spec.holder_identity:
+                            on_released()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API server may be restarting
+                log.debug("Lease watch broke (%s); re-opening", exc)
+                await asyncio.sleep(1.0)

@@ -91,7 +91,13 @@ class Master:
         s = self.settings
         timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))
         elector = LeaderElector(self.lease_store, self.me.name, timings)
-        await elector.run(self._started_leading, self._stopped_leading, stop)
+        released = asyncio.Event()
+        watcher = asyncio.create_task(self.lease_store.watch_releases(released.set), name="lease-watch")
+        try:
+            await elector.run(self._started_leading, self._stopped_leading, stop, wake=released)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
     # --- the HA loop -------------------------------------------------------------------------
 
@@ -118,7 +124,7 @@ class Master:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            election_stop.set()  # releases the Lease: a secondary takes over within a retry period
+            election_stop.set()  # releases the Lease: a watching secondary takes over at once
             if len(tasks) > 1:
                 await asyncio.wait_for(asyncio.shield(tasks[1]), timeout=5)
             tasks[0].cancel()
