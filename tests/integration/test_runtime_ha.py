@@ -286,3 +286,37 @@ def test_a_deleted_coreapp_pod_counts_as_gone_at_once(cluster, k):
         assert cluster.gateway()["conflicts"] == 0
     finally:
         k("delete", "pod", "wacore1", "wacore2", "-n", "default", "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_a_new_owner_records_instead_of_resending_what_its_predecessor_sent(cluster):
+    """A predecessor killed between the gateway's ack and recording it leaves sent messages
+    queued; the new owner asks the gateway and sends only the rest (no gateway duplicate)."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    start(cluster, masters=1, coreapps=0)
+    ids = ["pre-sent-1", "pre-sent-2", "never-sent-3"]
+    with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+        for message_id in ids:
+            conn.execute("INSERT INTO messages (id, recipient, route_hash, shard, body) VALUES (%s, %s, 0, 0, %s)",
+                         (message_id, "15550001", json.dumps({"type": "text", "text": {"body": message_id}})))
+
+    async def predecessor_sends(batch):  # the killed owner's last batch, acked but never recorded
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{cluster.gateway_port}/connect", params={
+                    "account": cluster.phone, "shard": "0", "node": "gone", "epoch": "0"}) as ws:
+                assert (await ws.receive_json())["type"] == "connected"
+                await ws.send_json({"type": "send", "messages": [{"id": i, "to": "15550001"} for i in batch]})
+                assert (await ws.receive_json())["type"] == "ack"
+    asyncio.run(predecessor_sends(ids[:2]))
+
+    cluster.start_coreapp("wacore1")
+    wait_until(lambda: cluster.query("SELECT count(*) FROM messages WHERE status = 'delivered'")[0][0] == 3,
+               30, what="all three recorded as delivered")
+    gateway = cluster.gateway("/inspect/deliveries")
+    assert gateway["duplicates"] == []
+    delivered = {d["id"]: d["node"] for d in gateway["deliveries"]}
+    assert delivered == {"pre-sent-1": "gone", "pre-sent-2": "gone", "never-sent-3": "wacore1"}
+    assert "2 already sent by the previous owner" in cluster.roles["wacore1"].output()

@@ -33,7 +33,7 @@ from wacluster.domain.ha import lease_ttl
 from wacluster.runtime import metrics
 from wacluster.runtime.gateway_link import GatewayClosed, GatewayLink
 from wacluster.runtime.node import NodeIdentity, identity
-from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps
+from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.coreapp")
 
@@ -141,6 +141,12 @@ class Coreapp:
         except (GatewayClosed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self._say(f"could not connect shard {shard} to the gateway: {exc}")
             return
+        try:
+            backlog, sent_before = await self._reconcile_backlog(link, shard, epoch)
+        except (GatewayClosed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await link.close()
+            self._say(f"could not check shard {shard}'s backlog with the gateway: {exc}")
+            return
         if not lease.valid(time.monotonic()):
             await link.close()
             self._say(f"took too long to connect shard {shard}; giving it back")
@@ -150,9 +156,29 @@ class Coreapp:
         metrics.SHARD_EPOCH.labels(shard=str(shard)).set(epoch)
         async with self.pool.connection() as conn:
             await nodes_db.set_state(conn, self.me.name, gateway_status="connected")
-            backlog = await messages_db.queued(conn, shard, limit=10_000)
+        for message_id in sent_before:  # a webapp retry of one of these is not sent again either
+            self._remember(message_id)
         self._enqueue([{"id": m.id, "to": m.recipient, "body": m.body} for m in backlog])
-        self._say(f"serving shard {shard} (epoch {epoch}); {len(backlog)} queued message(s) to send")
+        self._say(f"serving shard {shard} (epoch {epoch}); {len(backlog)} queued message(s) to send, "
+                  f"{len(sent_before)} already sent by the previous owner")
+
+    async def _reconcile_backlog(self, link: GatewayLink, shard: int, epoch: int):
+        """The shard's queued messages minus those the gateway already has.
+
+        A predecessor killed between the gateway's ack and recording the delivery leaves sent
+        messages queued; asking the gateway on our live connection (after which the predecessor
+        can send nothing) tells them apart, so they are recorded instead of sent twice.
+        """
+        async with self.pool.connection() as conn:
+            backlog = await messages_db.queued(conn, shard, limit=10_000)
+        if not backlog:
+            return [], []
+        known = await asyncio.wait_for(link.already_delivered([m.id for m in backlog]), timeout=5)
+        sent_before = [m.id for m in backlog if m.id in known]
+        if sent_before:
+            async with self.pool.connection() as conn:
+                await messages_db.mark_delivered(conn, sent_before, self.me.name, epoch)
+        return [m for m in backlog if m.id not in known], sent_before
 
     def _wanted_ttl(self) -> float:
         """The shard lease for the current interval settings (they apply live)."""
@@ -289,11 +315,14 @@ class Coreapp:
         for message in messages:
             if message["id"] in self.known_ids:
                 continue
-            self.known_ids[message["id"]] = None
-            if len(self.known_ids) > 200_000:
-                self.known_ids.popitem(last=False)
+            self._remember(message["id"])
             self.outbox.put_nowait(message)
             self.unsettled += 1
+
+    def _remember(self, message_id: str) -> None:
+        self.known_ids[message_id] = None
+        if len(self.known_ids) > 200_000:
+            self.known_ids.popitem(last=False)
 
     # --- planned handoff -------------------------------------------------------------------------
 
@@ -404,5 +433,5 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await pool.close()
 
-    asyncio.run(main())
+    run_loop(main())
     return 0

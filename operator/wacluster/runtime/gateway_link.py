@@ -48,7 +48,7 @@ class GatewayLink:
                     continue
                 data = msg.json()
                 kind = data.get("type")
-                if kind == "ack":
+                if kind in ("ack", "known"):  # answers come in request order, one per request
                     future = self._pending.get_nowait()
                     if not future.done():
                         future.set_result(data["ids"])
@@ -77,6 +77,15 @@ class GatewayLink:
         await self._pending.put(future)
         await self.ws.send_json({"type": "send", "messages": messages})
         return future
+
+    async def already_delivered(self, ids: list[str]) -> set[str]:
+        """Which of `ids` the gateway has delivered (asked on this, the live, connection)."""
+        if self.ws is None or self.ws.closed or self.closed_reason:
+            raise GatewayClosed(self.closed_reason or "not connected")
+        future = asyncio.get_running_loop().create_future()
+        await self._pending.put(future)
+        await self.ws.send_json({"type": "query", "ids": ids})
+        return set(await future)
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -5,6 +5,8 @@ connection replaces the old one, which is told so. A replaced client that comes 
 replaces the newer one is a *conflict*; more than `ban_threshold` conflicts within
 `ban_window` seconds ban the account for `ban_cooldown` seconds. Deliveries are recorded by
 message id (a repeated id is acknowledged but not delivered twice) with shard, epoch and node.
+A live connection may ask which of a list of ids were already delivered (`query` → `known`),
+so a client that takes over a shard resends only what its predecessor did not send.
 Everything is deterministic and inspectable at GET /inspect.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from wacluster.runtime.service import metrics_app, run_apps
+from wacluster.runtime.service import metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.sandbox")
 
@@ -141,13 +143,20 @@ class Gateway:
                       state.ban_cooldown, len(recent))
 
     async def _handle(self, ws, account: str, shard: int, node: str, epoch: int, message: dict) -> None:
-        if message.get("type") != "send":
+        kind = message.get("type")
+        if kind not in ("send", "query"):
             return
         current = self.state.live.get((account, shard))
         if current is None or current.ws is not ws:
             for item in message.get("messages", []):
                 self.state.stale_sends.append({"id": item.get("id"), "shard": shard, "node": node, "epoch": epoch})
             await ws.send_json({"type": "error", "error": "replaced"})
+            return
+        if kind == "query":
+            # Answered only on the live connection: once it is admitted, a replaced one can send
+            # nothing more, so the answer cannot go stale.
+            known = [i for i in message.get("ids", []) if i in self.state.deliveries]
+            await ws.send_json({"type": "known", "ids": known})
             return
         acked = []
         now = time.time()
@@ -211,5 +220,5 @@ def run(args: argparse.Namespace) -> int:
     apps = [(gateway.app(), args.host, args.port)]
     if args.metrics_port:
         apps.append((metrics_app(lambda: True), args.host, args.metrics_port))
-    asyncio.run(run_apps(apps))
+    run_loop(run_apps(apps))
     return 0
