@@ -131,7 +131,7 @@ class LocalCluster:
         self.roles[name] = role
         return role
 
-    def _wait_http(self, url: str, timeout: float = 20) -> None:
+    def _wait_http(self, url: str, timeout: float = 60) -> None:
         context = ssl._create_unverified_context()  # our own self-signed test certificate
 
         def answers():
