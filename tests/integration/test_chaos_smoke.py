@@ -4,6 +4,7 @@ invariants hold. Timing is reported by the benchmark, never asserted here."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +15,14 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_chaos_smoke_loses_duplicates_and_conflicts_nothing(kubeconfig):
+def test_chaos_smoke_loses_duplicates_and_conflicts_nothing(kubeconfig, tmp_path):
     # kubeconfig: the binaries are built; the run brings up an environment of its own.
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--smoke", "--seed", "11"],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "WACLUSTER_BENCH_RESULTS": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["faults"] >= 4 and report["accepted"] > 100
     assert report["lost"] == 0 and report["duplicated"] == 0
     assert report["conflicts"] == 0 and report["bans"] == 0 and report["stale_sends"] == 0
+    assert json.loads((tmp_path / "chaos.json").read_text())["seed"] == 11  # not bench/results
