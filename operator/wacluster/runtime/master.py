@@ -30,7 +30,7 @@ from wacluster.kube.lease import KubeLeaseStore
 from wacluster.kube.pods import coreapp_pods
 from wacluster.runtime import metrics
 from wacluster.runtime.node import NodeIdentity, identity
-from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps
+from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.master")
 
@@ -365,5 +365,5 @@ def run(args: argparse.Namespace) -> int:
             await api.close()
             await pool.close()
 
-    asyncio.run(main())
+    run_loop(main())
     return 0

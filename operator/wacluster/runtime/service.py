@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -41,6 +41,20 @@ def add_role_parser(subparsers, name: str, help_text: str, run) -> None:
     parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
     parser.set_defaults(func=run)
+
+
+def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run on uvloop when it is installed (less CPU per request for every role);
+    WACLUSTER_EVENT_LOOP=asyncio selects the standard loop (for comparison or as a fallback)."""
+    if os.environ.get("WACLUSTER_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
 
 
 def configure_logging() -> None:

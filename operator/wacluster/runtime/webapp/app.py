@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from wacluster.crypto.credentials import self_signed_certificate
 from wacluster.db.connection import conninfo_from_env, open_pool
-from wacluster.runtime.service import install_stop_signals, metrics_app
+from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.webapp.auth import Auth
 from wacluster.runtime.webapp.errors import error_middleware
 from wacluster.runtime.webapp.handlers import Handlers
@@ -142,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
             await session.close()
             await pool.close()
 
-    asyncio.run(main())
+    run_loop(main())
     return 0
