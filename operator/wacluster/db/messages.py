@@ -24,11 +24,13 @@ async def insert(conn: AsyncConnection, message: Message, route_hash: int) -> No
 
 
 async def insert_many(conn: AsyncConnection, rows: list[tuple[Message, int]]) -> None:
-    """One round trip for a batch (psycopg pipelines executemany)."""
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO messages (id, recipient, route_hash, shard, body) VALUES (%s, %s, %s, %s, %s)",
-            [(m.id, m.recipient, h, m.shard, Jsonb(m.body)) for m, h in rows])
+    """One statement for a batch: five arrays unnested into rows. Cheaper in CPU on both sides
+    than a pipelined executemany (one Bind/Execute per row), and atomic: all rows or none."""
+    await conn.execute(
+        "INSERT INTO messages (id, recipient, route_hash, shard, body) "
+        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::jsonb[])",
+        ([m.id for m, _ in rows], [m.recipient for m, _ in rows], [h for _, h in rows],
+         [m.shard for m, _ in rows], [Jsonb(m.body) for m, _ in rows]))
 
 
 async def queued(conn: AsyncConnection, shard: int, limit: int = 500) -> list[Message]:
