@@ -25,6 +25,10 @@ FAKE_NODES = [
     ("kwok-node-1", "zone-b"),
     ("kwok-node-2", "zone-a"),
 ]
+# Pods per simulated node. The kubelet's default of 110 gave the three nodes 330 slots: 47 default
+# clusters (7 running pods each), so the operator-scale benchmark's 50 never all scheduled. kwok
+# pods cost only API objects; 250 is the largest maxPods common on real nodes.
+KWOK_NODE_PODS = 250
 # kwok: never routed, ClusterIPs exist only as API objects; real node: kube-proxy's iptables rules.
 SERVICE_CIDR = "10.96.0.0/16"
 NODE_MODES = ("kwok", "real")
@@ -296,7 +300,7 @@ def _fake_node(name: str, zone: str) -> dict:
         },
         "spec": {},
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": str(KWOK_NODE_PODS)},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": str(KWOK_NODE_PODS)},
         },
     }
