@@ -2,8 +2,10 @@
 """Throughput benchmark: closed-loop senders against the webapp (routed: TLS, auth, durable
 insert, shard-map routing, coreapp, gateway) and, in the same run, the same load sent straight to
 the owning coreapp (no webapp, no insert): overhead_ratio = direct / routed throughput.
-Reports msgs/s, p50/p99 latency per shard count and concurrency, and each role's resident memory.
-Prints one JSON line."""
+Reports msgs/s, p50/p99 latency per shard count and concurrency, the CPU each process spends per
+routed message (the two cores bound msgs/s at 2000 / total CPU ms per message), and each role's
+resident memory. The load comes from wrk when it is installed (apt install wrk), else from a
+Python client; roles run on uvloop unless `--loops` says otherwise. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ from pathlib import Path
 
 import aiohttp
 
+import wrk_load
 from common import Bench, emit, percentile, rss_mib, start_cluster
+
+ROUTED_BODY = '{"to": "+1555%07d", "type": "text", "text": {"body": "bench"}}'
 
 
 async def closed_loop(url: str, headers: dict, make_body, concurrency: int, duration: float) -> dict:
@@ -89,11 +94,30 @@ def profile_top(raw: Path, top: int = 12) -> list[dict]:
     return [{"frame": frame, "share": round(n / total, 3)} for frame, n in ranked] if total else []
 
 
+def load(generator: str, url: str, headers: dict, python_body, wrk_body: str, concurrency: int,
+         duration: float) -> dict:
+    if generator == "wrk":
+        return wrk_load.run(url, headers, wrk_body, concurrency, duration)
+    return asyncio.run(closed_loop(url, headers, python_body, concurrency, duration))
+
+
+def cpu_per_message(cores_used: dict[str, float], duration: float, sent: int) -> dict:
+    """CPU milliseconds each process spent per routed message, and the ceiling that implies."""
+    if not sent:
+        return {}
+    per = {name: round(cores * duration * 1000 / sent, 3) for name, cores in cores_used.items()}
+    total = round(sum(per.values()), 3)
+    return {"by_process": per, "total": total,
+            "cpu_bound_msgs_per_s": round((os.cpu_count() or 1) * 1000 / total, 0) if total else None}
+
+
 def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path,
-               profile: bool = False) -> dict:
-    cluster = bench.cluster(workdir / f"shards-{shards}")
+               profile: bool = False, loop: str = "uvloop", generator: str = "wrk") -> dict:
+    os.environ["WACLUSTER_EVENT_LOOP"] = loop  # the roles inherit it (LocalCluster passes os.environ)
+    cluster = bench.cluster(workdir / f"shards-{shards}-{loop}")
     api = start_cluster(cluster, masters=2, coreapps=shards + 1, shards=shards,
                         settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0})
+    run_id = uuid.uuid4().hex[:12]  # direct ids must never repeat, or the coreapp would skip them
     try:
         routed_url = f"{api.base_url}/v1/messages"
         auth = {"Authorization": f"Bearer {api.token}"}
@@ -112,30 +136,31 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
                                          "--duration", str(int(duration)), "--rate", "200", "--nonblocking",
                                          "--pid", str(cluster.roles["webapp"].proc.pid), "--output", str(raw)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
-            routed = asyncio.run(closed_loop(
-                routed_url, auth,
-                lambda w, i: {"to": f"+1555{w:03d}{i:05d}", "type": "text", "text": {"body": "bench"}},
-                concurrency, duration))
+            routed = load(generator, routed_url, auth,
+                          lambda w, i: {"to": f"+1555{w:03d}{i:05d}", "type": "text", "text": {"body": "bench"}},
+                          ROUTED_BODY, concurrency, duration)
             cpu_after = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
             cpu_after["postgres"] = postgres_cpu(bench)
             cpu_after["load_generator"] = cpu_seconds(os.getpid())
             if spy is not None:
                 spy[0].wait(timeout=60)
                 routed["webapp_profile_top"] = profile_top(spy[1]) if spy[1].exists() else "py-spy produced nothing"
-            routed["cpu_cores_used"] = {name: round((cpu_after[name] - cpu_before.get(name, 0)) / duration, 2)
+            routed["cpu_cores_used"] = {name: round((cpu_after[name] - cpu_before.get(name, 0)) / duration, 3)
                                         for name in cpu_after if name in cpu_before}
-            direct = asyncio.run(closed_loop(
-                direct_url, {},
+            routed["cpu_ms_per_msg"] = cpu_per_message(routed["cpu_cores_used"], duration, routed["sent"])
+            direct = load(
+                generator, direct_url, {},
                 lambda w, i: {"shard": 0, "messages": [{"id": f"direct.{uuid.uuid4().hex}", "to": "+15550000000",
                                                         "body": {"type": "text", "text": {"body": "bench"}}}]},
-                concurrency, duration))
+                f'{{"shard": 0, "messages": [{{"id": "direct.{run_id}.{concurrency}.%d", "to": "+15550000000", '
+                f'"body": {{"type": "text", "text": {{"body": "bench"}}}}}}]}}', concurrency, duration)
             ratio = round(direct["msgs_per_s"] / routed["msgs_per_s"], 2) if routed["msgs_per_s"] else None
             rows.append({"routed": routed, "direct": direct, "overhead_ratio": ratio})
         memory = {name: rss_mib(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
         report = cluster.gateway()
     finally:
         cluster.stop_all()
-    return {"shards": shards, "results": rows, "rss_mib": memory,
+    return {"shards": shards, "event_loop": loop, "results": rows, "rss_mib": memory,
             "gateway": {k: report[k] for k in ("delivered", "duplicates", "conflicts", "bans")}}
 
 
@@ -145,15 +170,22 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--profile", action="store_true",
                         help="sample the webapp with py-spy during the highest-concurrency routed run")
+    parser.add_argument("--shards", default=None, help="comma-separated shard counts (default 1,2,4; quick 1)")
+    parser.add_argument("--concurrency", default=None, help="comma-separated (default 4,16,64; quick 4,16)")
+    parser.add_argument("--loops", default="uvloop",
+                        help="event loops of the roles, compared side by side: uvloop,asyncio")
+    parser.add_argument("--generator", choices=["wrk", "python"], default="wrk" if wrk_load.available() else "python")
+    parser.add_argument("--name", default="throughput", help="results file name (bench/results/<name>.json)")
     args = parser.parse_args()
-    shard_counts = [1] if args.quick else [1, 2, 4]
-    concurrencies = [4, 16] if args.quick else [4, 16, 64]
+    shard_counts = [int(n) for n in (args.shards or ("1" if args.quick else "1,2,4")).split(",")]
+    concurrencies = [int(n) for n in (args.concurrency or ("4,16" if args.quick else "4,16,64")).split(",")]
     duration = 5.0 if args.quick else args.duration
     workdir = Path("/tmp") / f"wacluster-bench-throughput-{int(time.time())}"
     with Bench("throughput") as bench:
-        results = [run_shards(bench, n, concurrencies, duration, workdir, args.profile) for n in shard_counts]
-    emit("throughput", {"quick": args.quick, "duration_s": duration, "transport": "HTTPS to the webapp, "
-                        "HTTP to the coreapp", "by_shards": results})
+        results = [run_shards(bench, n, concurrencies, duration, workdir, args.profile, loop, args.generator)
+                   for loop in args.loops.split(",") for n in shard_counts]
+    emit(args.name, {"quick": args.quick, "duration_s": duration, "generator": args.generator,
+                     "transport": "HTTPS to the webapp, HTTP to the coreapp", "by_shards": results})
 
 
 if __name__ == "__main__":
