@@ -131,15 +131,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tuned mode only, one run per scenario (< 2 minutes)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--modes", default="tuned,db_only,defaults")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="a subset of " + ",".join(SCENARIOS))
+    parser.add_argument("--name", default="failover", help="results file name (bench/results/<name>.json)")
     args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
     modes = ["tuned"] if args.quick else args.modes.split(",")
     runs = 1 if args.quick else args.runs
     workdir = Path("/tmp") / f"wacluster-bench-failover-{int(time.time())}"
     results = {}
     with Bench("failover") as bench:
         for mode in modes:
-            results[mode] = run_mode(bench, mode, runs, workdir, SCENARIOS)
-    emit("failover", {"quick": args.quick, "runs_per_scenario": runs, "modes": results})
+            results[mode] = run_mode(bench, mode, runs, workdir, scenarios)
+    emit(args.name, {"quick": args.quick, "runs_per_scenario": runs, "scenarios": scenarios, "modes": results})
 
 
 if __name__ == "__main__":
