@@ -203,7 +203,7 @@ async def test_crd_cel_rule_rejects_invalid_object_with_its_message(kube_api, na
 
 async def test_a_watching_standby_takes_a_released_lease_before_its_next_poll(kube_api, namespace):
     from wacluster.domain.election import LeaderElector, Timings
-    from wacluster.kube.lease import KubeLeaseStore
+    from wacluster.kube.lease import KubeLeaseStore, campaign
 
     # A 40 s retry period: without the watch the standby would look again only 40 s later.
     timings = Timings(lease_duration=60, renew_deadline=50, retry_period=40)
@@ -211,8 +211,6 @@ async def test_a_watching_standby_takes_a_released_lease_before_its_next_poll(ku
 
     def candidate(name: str, stop: asyncio.Event) -> asyncio.Task:
         store = KubeLeaseStore(kube_api, namespace, "watched")
-        released = asyncio.Event()
-        watcher = asyncio.create_task(store.watch_releases(released.set))
 
         async def started(term):
             events.append(f"{name} leads term {term}")
@@ -220,12 +218,7 @@ async def test_a_watching_standby_takes_a_released_lease_before_its_next_poll(ku
         async def stopped():
             events.append(f"{name} stopped")
 
-        async def campaign():
-            try:
-                await LeaderElector(store, name, timings).run(started, stopped, stop, wake=released)
-            finally:
-                watcher.cancel()
-        return asyncio.create_task(campaign())
+        return asyncio.create_task(campaign(LeaderElector(store, name, timings), store, started, stopped, stop))
 
     stop_a, stop_b = asyncio.Event(), asyncio.Event()
     a = candidate("a", stop_a)

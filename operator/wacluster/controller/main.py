@@ -22,7 +22,7 @@ from wacluster.controller import handlers  # noqa: F401  (registers the handlers
 from wacluster.controller import metrics
 from wacluster.domain.election import LeaderElector, Timings
 from wacluster.kube.connection import api_client
-from wacluster.kube.lease import KubeLeaseStore
+from wacluster.kube.lease import KubeLeaseStore, campaign
 
 log = logging.getLogger("wacluster.operator")
 
@@ -105,13 +105,7 @@ async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, l
 
     store = KubeLeaseStore(api, lease_namespace, lease_name, {"app.kubernetes.io/name": "wacluster-operator"})
     elector = LeaderElector(store, identity, Timings(15, 10, 2))
-    released = asyncio.Event()
-    watcher = asyncio.create_task(store.watch_releases(released.set), name="lease-watch")
     log.info("%s campaigning for Lease %s/%s", identity, lease_namespace, lease_name)
-    try:
-        await elector.run(started, stopped, shutdown, wake=released)
-    finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+    await campaign(elector, store, started, stopped, shutdown)
     await api.close()
     return 1 if kopf_failed else 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from wacluster.domain.election import LockConflict, LockRecord, LockStore
+from wacluster.domain.election import LeaderElector, LockConflict, LockRecord, LockStore
 
 log = logging.getLogger("wacluster.election")
 
@@ -111,3 +111,16 @@ class KubeLeaseStore(LockStore):
             except Exception as exc:  # the API server may be restarting
                 log.debug("Lease watch broke (%s); re-opening", exc)
                 await asyncio.sleep(1.0)
+
+
+async def campaign(elector: LeaderElector, store: KubeLeaseStore,
+                   on_started_leading: Callable[[int], Awaitable[None]],
+                   on_stopped_leading: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run `elector` on `store`, woken by the Lease watch so a released Lease is taken at once."""
+    released = asyncio.Event()
+    watcher = asyncio.create_task(store.watch_releases(released.set), name="lease-watch")
+    try:
+        await elector.run(on_started_leading, on_stopped_leading, stop, wake=released)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)

@@ -26,7 +26,7 @@ from wacluster.db.listener import Listener
 from wacluster.domain.election import LeaderElector, Timings
 from wacluster.domain.ha import Action, CoreappState, ShardState, World, decide, lease_ttl
 from wacluster.kube.connection import api_client
-from wacluster.kube.lease import KubeLeaseStore
+from wacluster.kube.lease import KubeLeaseStore, campaign
 from wacluster.kube.pods import coreapp_pods
 from wacluster.runtime import metrics
 from wacluster.runtime.node import NodeIdentity, identity
@@ -91,13 +91,7 @@ class Master:
         s = self.settings
         timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))
         elector = LeaderElector(self.lease_store, self.me.name, timings)
-        released = asyncio.Event()
-        watcher = asyncio.create_task(self.lease_store.watch_releases(released.set), name="lease-watch")
-        try:
-            await elector.run(self._started_leading, self._stopped_leading, stop, wake=released)
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        await campaign(elector, self.lease_store, self._started_leading, self._stopped_leading, stop)
 
     # --- the HA loop -------------------------------------------------------------------------
 
