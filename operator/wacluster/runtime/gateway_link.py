@@ -69,23 +69,22 @@ class GatewayLink:
                 await self.ws.close()
             await self.on_closed(reason)
 
-    async def send(self, messages: list[dict]) -> asyncio.Future:
-        """Queue one batch; the returned future resolves with the acked ids."""
+    async def _request(self, frame: dict) -> asyncio.Future:
+        """Send one frame; the returned future resolves with the ids of its answer (in order)."""
         if self.ws is None or self.ws.closed or self.closed_reason:
             raise GatewayClosed(self.closed_reason or "not connected")
         future = asyncio.get_running_loop().create_future()
         await self._pending.put(future)
-        await self.ws.send_json({"type": "send", "messages": messages})
+        await self.ws.send_json(frame)
         return future
+
+    async def send(self, messages: list[dict]) -> asyncio.Future:
+        """Queue one batch; the returned future resolves with the acked ids."""
+        return await self._request({"type": "send", "messages": messages})
 
     async def already_delivered(self, ids: list[str]) -> set[str]:
         """Which of `ids` the gateway has delivered (asked on this, the live, connection)."""
-        if self.ws is None or self.ws.closed or self.closed_reason:
-            raise GatewayClosed(self.closed_reason or "not connected")
-        future = asyncio.get_running_loop().create_future()
-        await self._pending.put(future)
-        await self.ws.send_json({"type": "query", "ids": ids})
-        return set(await future)
+        return set(await (await self._request({"type": "query", "ids": ids})))
 
     async def close(self) -> None:
         if self._reader is not None:
