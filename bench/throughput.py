@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
 import subprocess
@@ -94,11 +95,20 @@ def profile_top(raw: Path, top: int = 12) -> list[dict]:
     return [{"frame": frame, "share": round(n / total, 3)} for frame, n in ranked] if total else []
 
 
-def load(generator: str, url: str, headers: dict, python_body, wrk_body: str, concurrency: int,
-         duration: float) -> dict:
+def load(generator: str, url: str, headers: dict, body_template: str, concurrency: int, duration: float) -> dict:
+    """One closed-loop run; `body_template`'s `%d` makes every request body unique."""
     if generator == "wrk":
-        return wrk_load.run(url, headers, wrk_body, concurrency, duration)
-    return asyncio.run(closed_loop(url, headers, python_body, concurrency, duration))
+        return wrk_load.run(url, headers, body_template, concurrency, duration)
+    return asyncio.run(closed_loop(url, headers, lambda w, i: json.loads(body_template % (w * 100_000 + i)),
+                                   concurrency, duration))
+
+
+def cpu_snapshot(bench: Bench, cluster) -> dict[str, float]:
+    """CPU seconds so far of every live role, all PostgreSQL backends and this process (with wrk)."""
+    seconds = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
+    seconds["postgres"] = postgres_cpu(bench)
+    seconds["load_generator"] = cpu_seconds(os.getpid())
+    return seconds
 
 
 def cpu_per_message(cores_used: dict[str, float], duration: float, sent: int) -> dict:
@@ -126,9 +136,7 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
         direct_url = f"http://{address}/messages"
         rows = []
         for concurrency in concurrencies:
-            cpu_before = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
-            cpu_before["postgres"] = postgres_cpu(bench)
-            cpu_before["load_generator"] = cpu_seconds(os.getpid())
+            cpu_before = cpu_snapshot(bench, cluster)
             spy = None
             if profile and concurrency == concurrencies[-1]:
                 raw = workdir / f"webapp-profile-{shards}.txt"
@@ -136,12 +144,8 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
                                          "--duration", str(int(duration)), "--rate", "200", "--nonblocking",
                                          "--pid", str(cluster.roles["webapp"].proc.pid), "--output", str(raw)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
-            routed = load(generator, routed_url, auth,
-                          lambda w, i: {"to": f"+1555{w:03d}{i:05d}", "type": "text", "text": {"body": "bench"}},
-                          ROUTED_BODY, concurrency, duration)
-            cpu_after = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
-            cpu_after["postgres"] = postgres_cpu(bench)
-            cpu_after["load_generator"] = cpu_seconds(os.getpid())
+            routed = load(generator, routed_url, auth, ROUTED_BODY, concurrency, duration)
+            cpu_after = cpu_snapshot(bench, cluster)
             if spy is not None:
                 spy[0].wait(timeout=60)
                 routed["webapp_profile_top"] = profile_top(spy[1]) if spy[1].exists() else "py-spy produced nothing"
@@ -150,8 +154,6 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
             routed["cpu_ms_per_msg"] = cpu_per_message(routed["cpu_cores_used"], duration, routed["sent"])
             direct = load(
                 generator, direct_url, {},
-                lambda w, i: {"shard": 0, "messages": [{"id": f"direct.{uuid.uuid4().hex}", "to": "+15550000000",
-                                                        "body": {"type": "text", "text": {"body": "bench"}}}]},
                 f'{{"shard": 0, "messages": [{{"id": "direct.{run_id}.{concurrency}.%d", "to": "+15550000000", '
                 f'"body": {{"type": "text", "text": {{"body": "bench"}}}}}}]}}', concurrency, duration)
             ratio = round(direct["msgs_per_s"] / routed["msgs_per_s"], 2) if routed["msgs_per_s"] else None
