@@ -116,14 +116,14 @@ def main() -> None:
                 elif fault == "restart_postgres":
                     bench.env.postgres.restart(down_for=1.0)
                 elif fault == "restart_apiserver":
-                    from wacluster.testenv.processes import ProcessTable
+                    from wacluster_testenv.processes import ProcessTable
                     ProcessTable(bench.env.control_plane.state_dir).restart("kube-apiserver", signal.SIGKILL, 1.0)
                 elif fault == "restart_webapp":
                     old = cluster.roles["webapp"]
                     old.signal(signal.SIGKILL)
                     old.wait(30)
                     role = cluster.start_webapp(password="bench")
-                    from wacluster.testenv.apiclient import ApiClient
+                    from wacluster_testenv.apiclient import ApiClient
                     fresh = ApiClient(f"https://127.0.0.1:{role.port}")
                     fresh.login("admin", "bench")
                     state["api"] = fresh

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "operator"))
 
 from wacluster.runtime.sandbox import registration_code  # noqa: E402
-from wacluster.testenv.apiclient import ApiClient  # noqa: E402
-from wacluster.testenv.environment import Environment  # noqa: E402
-from wacluster.testenv.localcluster import LocalCluster, wait_until  # noqa: E402
+from wacluster_testenv.apiclient import ApiClient  # noqa: E402
+from wacluster_testenv.environment import Environment  # noqa: E402
+from wacluster_testenv.localcluster import LocalCluster, wait_until  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 from common import ROOT, Bench, emit, rss_mib
-from wacluster.testenv.processes import free_port
+from wacluster_testenv.processes import free_port
 
 
 def main() -> None:

@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "operator"))
 
-from wacluster.testenv.apiclient import ApiClient  # noqa: E402
-from wacluster.testenv.build import bin_dir  # noqa: E402
-from wacluster.testenv.environment import Environment  # noqa: E402
-from wacluster.testenv.localcluster import LocalCluster, wait_until  # noqa: E402
+from wacluster_testenv.apiclient import ApiClient  # noqa: E402
+from wacluster_testenv.build import bin_dir  # noqa: E402
+from wacluster_testenv.environment import Environment  # noqa: E402
+from wacluster_testenv.localcluster import LocalCluster, wait_until  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "hack"))
 from demo_story import seed_story  # noqa: E402
@@ -88,8 +87,7 @@ def main() -> int:
         operator = subprocess.Popen(
             [sys.executable, "-m", "wacluster", "operator", "--namespace", NAMESPACE, "--metrics-port", "0"],
             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": summary["kubeconfig"], "WACLUSTER_NAMESPACE": NAMESPACE,
-                 "PYTHONPATH": str(ROOT / "operator")},
+            env={**os.environ, "KUBECONFIG": summary["kubeconfig"], "WACLUSTER_NAMESPACE": NAMESPACE},
         )
 
         say("applying examples/minimal.yaml")

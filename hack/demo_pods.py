@@ -16,13 +16,13 @@ import subprocess
 import yaml
 from demo_story import seed_story
 
-from wacluster.testenv.apiclient import ApiClient
-from wacluster.testenv.build import bin_dir
-from wacluster.testenv.environment import Environment
-from wacluster.testenv.images import build_images, import_into_containerd
-from wacluster.testenv.localcluster import wait_until
-from wacluster.testenv.processes import free_port
-from wacluster.testenv.node import host_problems
+from wacluster_testenv.apiclient import ApiClient
+from wacluster_testenv.build import bin_dir
+from wacluster_testenv.environment import Environment
+from wacluster_testenv.images import build_images, import_into_containerd
+from wacluster_testenv.localcluster import wait_until
+from wacluster_testenv.processes import free_port
+from wacluster_testenv.node import host_problems
 
 TAG = "demo"
 POSTGRES_IMAGE = "wacluster-postgres:15"

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 
 from wacluster.runtime.sandbox import registration_code
-from wacluster.testenv.apiclient import ApiClient
-from wacluster.testenv.localcluster import wait_until
+from wacluster_testenv.apiclient import ApiClient
+from wacluster_testenv.localcluster import wait_until
 
 
 def show_health(api: ApiClient, title: str) -> None:

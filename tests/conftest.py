@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from wacluster.testenv.controlplane import ControlPlane
-from wacluster.testenv.environment import state_root
-from wacluster.testenv.postgres import Postgres
+from wacluster_testenv.controlplane import ControlPlane
+from wacluster_testenv.environment import state_root
+from wacluster_testenv.postgres import Postgres
 
 
 def _session_dir() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 # Subcommand modules, each with add_parser(subparsers); imported only when the CLI is built.
 SUBCOMMANDS = [
@@ -15,9 +16,11 @@ SUBCOMMANDS = [
     "wacluster.runtime.sandbox",
     "wacluster.runtime.webapp.app",
     "wacluster.runtime.dbupgrade",
-    "wacluster.testenv.cli",
     "wacluster.api.cli",
 ]
+# Commands other installed distributions add (the test harness adds `testenv`): the product
+# knows only this group's name, never the harness.
+PLUGIN_GROUP = "wacluster.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         importlib.import_module(module).add_parser(subparsers)
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        plugin.load()(subparsers)
     return parser
 
 

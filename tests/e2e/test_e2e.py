@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from wacluster.runtime.sandbox import registration_code
-from wacluster.testenv.apiclient import ApiClient
+from wacluster_testenv.apiclient import ApiClient
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from wacluster.testenv.build import bin_dir
+from wacluster_testenv.build import bin_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "wacluster-system"

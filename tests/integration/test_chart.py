@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from operator_harness import OperatorProcess
-from wacluster.testenv.build import bin_dir
+from wacluster_testenv.build import bin_dir
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import socket
 import psycopg
 import pytest
 
-from wacluster.testenv.environment import Environment
+from wacluster_testenv.environment import Environment
 
 pytestmark = pytest.mark.integration
 

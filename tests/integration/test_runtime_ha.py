@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from wacluster.testenv.localcluster import LocalCluster, wait_until
+from wacluster_testenv.localcluster import LocalCluster, wait_until
 
 pytestmark = pytest.mark.integration
 

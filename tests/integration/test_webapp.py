@@ -11,8 +11,8 @@ import time
 import pytest
 
 from wacluster.runtime.sandbox import registration_code
-from wacluster.testenv.apiclient import ApiClient
-from wacluster.testenv.localcluster import LocalCluster, wait_until
+from wacluster_testenv.apiclient import ApiClient
+from wacluster_testenv.localcluster import LocalCluster, wait_until
 
 pytestmark = pytest.mark.integration
 PASSWORD = "secret-admin-password"

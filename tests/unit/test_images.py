@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wacluster.testenv.images import DPKG_NO_DOCS, excluded_by_dpkg, extra_certificates
+from wacluster_testenv.images import DPKG_NO_DOCS, excluded_by_dpkg, extra_certificates
 
 pytestmark = pytest.mark.unit
 

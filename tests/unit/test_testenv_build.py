@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wacluster.testenv.build import kubernetes_ldflags, staging_replaces
+from wacluster_testenv.build import kubernetes_ldflags, staging_replaces
 
 pytestmark = pytest.mark.unit
 

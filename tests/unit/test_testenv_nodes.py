@@ -7,7 +7,7 @@ import pytest
 from wacluster.api.v1alpha1 import WhatsAppClusterSpec
 from wacluster.resources.cluster import owned_objects
 from wacluster.resources.pods import ClusterView
-from wacluster.testenv.controlplane import FAKE_NODES, _fake_node
+from wacluster_testenv.controlplane import FAKE_NODES, _fake_node
 
 pytestmark = pytest.mark.unit
 

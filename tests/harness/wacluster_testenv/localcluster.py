@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from wacluster.domain.sharding import route_hash
-from wacluster.testenv.processes import free_port
+from wacluster_testenv.processes import free_port
 
 DEFAULT_SETTINGS = {"heartbeat_interval": 1.0, "unhealthy_interval": 3.0, "db_heartbeat_interval": 1.0,
                     "db_unhealthy_after": 6.0, "lease_duration": 4.0, "renew_deadline": 3.0, "retry_period": 0.5}
@@ -80,8 +80,7 @@ class LocalCluster:
     # --- set-up ------------------------------------------------------------------------------
 
     def _env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        root = Path(__file__).resolve().parents[2]
-        return {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1", "KUBECONFIG": self.kubeconfig,
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": self.kubeconfig,
                 "WACLUSTER_DATABASE_URL": self.dsn, "WACLUSTER_NAMESPACE": self.namespace,
                 "WACLUSTER_LEASE_NAME": self.lease_name, "WACLUSTER_POD_NAME": name,
                 "WACLUSTER_GATEWAY_URL": f"http://127.0.0.1:{self.gateway_port}",
@@ -249,6 +248,6 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
 
 
 def _kubectl() -> str:
-    from wacluster.testenv.build import bin_dir
+    from wacluster_testenv.build import bin_dir
 
     return str(bin_dir() / "kubectl")

@@ -14,11 +14,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from wacluster.testenv import pki as pki_mod
-from wacluster.testenv import pause
-from wacluster.testenv.build import bin_dir, build_all, kwok_stages_path, kwok_storage_class_path
-from wacluster.testenv.node import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, PAUSE_IMAGE, RealNode, ensure_node_address, host_problems
-from wacluster.testenv.processes import ProcessTable, free_port
+from wacluster_testenv import pki as pki_mod
+from wacluster_testenv import pause
+from wacluster_testenv.build import bin_dir, build_all, kwok_stages_path, kwok_storage_class_path
+from wacluster_testenv.node import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, PAUSE_IMAGE, RealNode, ensure_node_address, host_problems
+from wacluster_testenv.processes import ProcessTable, free_port
 
 FAKE_NODES = [
     ("kwok-node-0", "zone-a"),

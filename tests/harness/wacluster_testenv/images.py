@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from wacluster.testenv.build import Progress as StepClock
-from wacluster.testenv.build import cache_root
+from wacluster_testenv.build import Progress as StepClock
+from wacluster_testenv.build import cache_root
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from wacluster.testenv.build import cache_root
+from wacluster_testenv.build import cache_root
 
 SOURCE = Path(__file__).with_name("pause.c")
 

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wacluster.testenv import pki as pki_mod
-from wacluster.testenv.build import bin_dir
-from wacluster.testenv.processes import ProcessTable, free_port
+from wacluster_testenv import pki as pki_mod
+from wacluster_testenv.build import bin_dir
+from wacluster_testenv.processes import ProcessTable, free_port
 
 NODE_NAME = "real-node-0"
 NODE_IP = "10.249.0.1"          # on `lo`: reachable from pods and host, routed nowhere else
@@ -125,7 +125,7 @@ class RealNode:
             # No `forward`: pods here have no business resolving names outside the cluster.
             f"  cache 5\n}}\n")
         procs.start("coredns", [str(bins / "coredns"), "-conf", str(corefile)])
-        procs.start("provisioner", [sys.executable, "-m", "wacluster.testenv.provisioner",
+        procs.start("provisioner", [sys.executable, "-m", "wacluster_testenv.provisioner",
                                     f"--kubeconfig={kubeconfig}", f"--directory={self.volumes_dir}",
                                     f"--storage-class={STORAGE_CLASS}"])
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wacluster.testenv.versions import (
+from wacluster_testenv.versions import (
     COREDNS_VERSION, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION, PROMTOOL_VERSION,
 )
 

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from wacluster.testenv.build import bin_dir, build_all
-from wacluster.testenv.controlplane import NODE_MODES
-from wacluster.testenv.environment import Environment
+from wacluster_testenv.build import bin_dir, build_all
+from wacluster_testenv.controlplane import NODE_MODES
+from wacluster_testenv.environment import Environment
 
 
 def add_parser(subparsers) -> None:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _images(env: Environment, args: argparse.Namespace) -> int:
-    from wacluster.testenv.images import build_images, import_into_containerd
+    from wacluster_testenv.images import build_images, import_into_containerd
 
     built = build_images(tag=args.tag, extra_tags=args.extra_tag)
     if args.no_import:

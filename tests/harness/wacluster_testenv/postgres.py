@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from wacluster.testenv.processes import ProcessTable, free_port
+from wacluster_testenv.processes import ProcessTable, free_port
 
 # PostgreSQL refuses to run as root; when we are root the server runs as this system user.
 SERVER_USER = "wacluster-pg"

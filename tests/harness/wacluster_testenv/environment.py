@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wacluster.testenv.controlplane import ControlPlane
-from wacluster.testenv.postgres import Postgres
+from wacluster_testenv.controlplane import ControlPlane
+from wacluster_testenv.postgres import Postgres
 
 
 def state_root() -> Path:
