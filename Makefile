@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 WAC := $(VENV)/bin/wacluster
 PYTEST := $(VENV)/bin/pytest
+# Where `wacluster testenv build` caches the control plane (the same rule as testenv/build.py).
+CACHE := $(or $(WACLUSTER_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/wacluster)
 
-.PHONY: venv demo test e2e unit integration testenv-build testenv-up testenv-down crds clean
+.PHONY: venv build-notice demo test e2e unit integration testenv-build testenv-up testenv-down crds clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml tests/harness/pyproject.toml
+	@echo "installing the Python dependencies into $(VENV) (a minute or two the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]' -e tests/harness
@@ -23,12 +26,22 @@ testenv-up: testenv-build
 testenv-down: venv
 	$(WAC) testenv down
 
-demo: testenv-build
+demo: build-notice testenv-build
 	$(VENV)/bin/python hack/demo.py
 
-# unit + integration: the control plane and PostgreSQL start once per session, inside pytest.
+# The first line a newcomer sees: what a cold first run costs and where it puts things.
+build-notice:
+	@if ls $(CACHE)/k8s-*/bin/promtool >/dev/null 2>&1; then \
+	    echo "test environment cached in $(CACHE): no build needed"; \
+	else \
+	    echo "first run: building the test environment (Kubernetes, etcd, kwok, helm, promtool from the Go module proxy) into $(CACHE); about 20 minutes on a 2-core machine, progress every 20 s; later runs start in under a minute"; \
+	fi
+
+# The product's tests (unit + integration), then the test environment's own (harness), each
+# reported on its own; the control plane and PostgreSQL start once per session, inside pytest.
 test: testenv-build
 	$(PYTEST) -m "unit or integration"
+	$(PYTEST) -m harness
 
 # Real pods: one real node (containerd, kubelet, kube-proxy, CoreDNS), images built with Docker
 # from Debian packages, the tests/e2e suite through WACLUSTER_KUBECONFIG. Root and Debian only.

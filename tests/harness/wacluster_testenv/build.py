@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +57,44 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=_go_env(), capture_output=True, text=True)
+# A cold build compiles for minutes without a word from Go; a line at least this often (seconds)
+# shows it is alive and how far it got.
+HEARTBEAT = 20.0
+
+
+def _run(cmd: list[str], cwd: Path, progress: "Progress | None" = None, what: str = "",
+         unit: str = "lines of output", total: int = 0, heartbeat: float = HEARTBEAT) -> None:
+    """Run a Go command; while it runs, `progress` gets a line every `heartbeat` seconds counting
+    its output lines so far (`go build -v` prints one per package compiled)."""
+    output: list[str] = []
+    with subprocess.Popen(cmd, cwd=cwd, env=_go_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        reader = threading.Thread(target=_collect, args=(proc.stdout, output), daemon=True)
+        reader.start()
+        while True:
+            try:
+                proc.wait(timeout=heartbeat)
+                break
+            except subprocess.TimeoutExpired:
+                if progress is not None:
+                    of = f" of at most {total}" if total else ""
+                    progress.step(f"{what}: {len(output)}{of} {unit} so far")
+        reader.join()
     if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
+        sys.stderr.write("".join(output))
         raise RuntimeError(f"`{' '.join(cmd)}` failed in {cwd} (exit {proc.returncode})")
+
+
+def _collect(stream, into: list[str]) -> None:
+    for line in stream:
+        into.append(line)
+
+
+def _package_count(pkg: str, cwd: Path) -> int:
+    """How many packages `go build` of `pkg` may compile (its dependencies, standard library
+    included); 0 when Go cannot tell, and the progress lines then give no total."""
+    proc = subprocess.run(["go", "list", "-deps", pkg], cwd=cwd, env=_go_env(), capture_output=True, text=True)
+    return len(proc.stdout.split()) if proc.returncode == 0 else 0
 
 
 def _module_gomod(module: str, version: str, cwd: Path) -> str:
@@ -222,12 +256,15 @@ def _build_locked(force: bool, wanted: list[GoTarget]) -> Path:
         workdir = work / f"{target.name}-{target.version}"
         progress.step(f"{target.name} {target.version}: resolving modules")
         _write_wrapper(target, workdir)
-        _run(["go", "mod", "tidy", "-e"], workdir)
+        _run(["go", "mod", "tidy", "-e"], workdir, progress, f"{target.name}: resolving modules",
+             unit="modules downloaded or checked")
         for name, pkg in target.commands.items():
-            progress.step(f"{target.name} {target.version}: compiling {name}")
+            total = _package_count(pkg, workdir)
+            progress.step(f"{target.name} {target.version}: compiling {name} ({total} packages at most; "
+                          f"the Go cache keeps those already compiled)")
             tmp = out / f".{name}.partial"
-            _run(["go", "build", "-trimpath", "-ldflags", target.ldflags, "-o", str(tmp), pkg],
-                 workdir)
+            _run(["go", "build", "-v", "-trimpath", "-ldflags", target.ldflags, "-o", str(tmp), pkg],
+                 workdir, progress, f"compiling {name}", "packages compiled", total)
             tmp.replace(out / name)  # atomic: an interrupted build never leaves a half binary
         if target.name == "kwok":
             _write_kwok_stages(workdir)

