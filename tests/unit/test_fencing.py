@@ -1,46 +1,120 @@
-"""The coreapp's shard lease: it stops serving before any master may promote a successor."""
+"""The coreapp's shard lease on the real clock: with real (short) ttls, its validity ends by
+itself, never later than the renewal's send time plus the ttl, whatever the reply's delay.
+
+Every test samples `valid()` at real `time.monotonic()` instants and waits with `eventually` for
+the validity to end. A sample taken at or after `sent + ttl` must never say valid; nothing here
+asserts how soon anything happens (a loaded machine may be slow to look)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from wacluster.domain.fencing import MARGIN, ShardLease
-from wacluster.domain.ha import lease_ttl
+from wacluster.domain.fencing import ShardLease
+from wacluster.runtime.coreapp import Coreapp
+from wacluster.runtime.node import NodeIdentity
+from wacluster_testenv.eventually import eventually
 
 pytestmark = pytest.mark.unit
 
-
-def test_an_unconfirmed_lease_is_not_valid():
-    assert not ShardLease(0, 1, ttl=2).valid(now=0)
+TTL = 0.3
 
 
-def test_the_lease_runs_from_the_send_time_of_the_renewal():
-    lease = ShardLease(0, 1, ttl=2)
-    lease.confirmed(sent_at=100.0)
-    assert lease.valid(101.8)
-    assert not lease.valid(100 + 2 * (1 - MARGIN))
+def samples_until(valid, until: float) -> list[tuple[float, bool]]:
+    """(instant, valid at that instant) on the real clock, from now until `until` has passed."""
+    seen: list[tuple[float, bool]] = []
+
+    def past() -> bool:
+        now = time.monotonic()
+        seen.append((now, valid(now)))
+        return now >= until
+
+    eventually(past, timeout=until - time.monotonic() + 30, interval=0.005, what="the sampling window")
+    return seen
 
 
-def test_the_coreapp_stops_before_the_database_lease_ends():
-    """The database sets lease_until = now() + ttl at or after the send time; the master promotes
-    only after lease_until. The coreapp's own deadline always comes first."""
-    ttl = lease_ttl(heartbeat_interval=1, unhealthy_interval=3)
-    lease = ShardLease(0, 1, ttl=ttl)
-    sent_at, db_evaluated_at = 50.0, 50.03
-    lease.confirmed(sent_at)
-    database_lease_until = db_evaluated_at + ttl
-    assert lease.deadline < database_lease_until
+def valid_at_or_after(seen: list[tuple[float, bool]], instant: float) -> list[float]:
+    return [now for now, valid in seen if valid and now >= instant]
 
 
-def test_fence_timeout_is_shorter_than_unhealthy_interval_minus_one_heartbeat_plus_renewal_slack():
-    heartbeat, unhealthy = 5.0, 30.0
-    lease = ShardLease(0, 1, ttl=lease_ttl(heartbeat, unhealthy))
-    lease.confirmed(0.0)
-    assert lease.deadline < unhealthy - heartbeat
-    assert lease.renew_every * 3 == lease.ttl  # two renewals may fail before it runs out
+def let_pass(seconds: float) -> float:
+    """Deliberately let real time pass (a slow reply, a stopped process); returns the instant after."""
+    start = time.monotonic()
+    return eventually(lambda: (now := time.monotonic()) >= start + seconds and now, timeout=seconds + 30,
+                      interval=0.005, what=f"{seconds}s of real time")
 
 
-def test_a_resumed_coreapp_finds_its_lease_expired():
-    lease = ShardLease(0, 1, ttl=1.0)
-    lease.confirmed(10.0)
-    assert not lease.valid(10.0 + 30.0)  # SIGSTOP for 30 s, then SIGCONT
+def test_an_unconfirmed_lease_is_never_valid():
+    lease = ShardLease(0, 1, ttl=TTL)
+    seen = samples_until(lease.valid, time.monotonic() + 2 * TTL)
+    assert [now for now, valid in seen if valid] == []
+
+
+def test_a_confirmed_lease_ends_by_itself_before_its_send_time_plus_the_ttl():
+    lease = ShardLease(0, 1, ttl=TTL)
+    sent = time.monotonic()
+    lease.confirmed(sent)
+    seen = samples_until(lease.valid, sent + 2 * TTL)
+    assert valid_at_or_after(seen, sent + TTL) == []
+    assert not lease.valid(time.monotonic())
+
+
+def test_a_late_reply_counts_from_the_renewals_send_time():
+    lease = ShardLease(0, 1, ttl=TTL)
+    sent = time.monotonic()
+    let_pass(TTL / 2)  # the database answers half a ttl later
+    lease.confirmed(sent)
+    seen = samples_until(lease.valid, sent + 2 * TTL)
+    assert valid_at_or_after(seen, sent + TTL) == []  # counted from the reply, it would last until ~1.5 ttl
+
+
+def test_a_reply_arriving_after_the_ttl_confers_nothing():
+    lease = ShardLease(0, 1, ttl=TTL)
+    sent = time.monotonic()
+    let_pass(TTL)  # the reply comes when the database's lease may already have run out
+    lease.confirmed(sent)
+    seen = samples_until(lease.valid, time.monotonic() + TTL)
+    assert [now for now, valid in seen if valid] == []
+
+
+def test_a_renewal_with_a_shorter_ttl_shortens_the_lease():
+    """Interval settings apply live: the next renewal carries the new ttl, and the database's
+    lease_until shrinks with it, so the coreapp's own deadline must shrink too."""
+    lease = ShardLease(0, 1, ttl=60.0)
+    lease.confirmed(time.monotonic())
+    lease.ttl = TTL
+    sent = time.monotonic()
+    lease.confirmed(sent)
+    seen = samples_until(lease.valid, sent + 2 * TTL)
+    assert valid_at_or_after(seen, sent + TTL) == []
+
+
+def test_a_lease_that_is_no_longer_renewed_expires():
+    """A SIGSTOPped coreapp renews nothing: when it resumes, its lease has expired."""
+    lease = ShardLease(0, 1, ttl=TTL)
+    for _ in range(3):  # renewing every ttl / 3 as the coreapp does
+        lease.confirmed(time.monotonic())
+        let_pass(lease.renew_every)
+    resumed = let_pass(2 * TTL)  # stopped: no renewal meanwhile
+    assert not lease.valid(resumed)
+    assert lease.remaining(resumed) == 0.0
+
+
+def test_a_coreapp_whose_lease_ran_out_refuses_messages_for_its_shard():
+    coreapp = Coreapp(NodeIdentity("wacore1", "n1", "test", "127.0.0.1:0"), pool=None, gateway_url="http://unused")
+    lease = ShardLease(0, 1, ttl=TTL)
+    sent = time.monotonic()
+    lease.confirmed(sent)
+    coreapp.lease, coreapp.serving = lease, True
+    answers: list[tuple[float, bool]] = []
+
+    def refused() -> bool:
+        asked_at = time.monotonic()  # the coreapp reads the clock after this
+        accepted = coreapp.accept([{"id": f"m{len(answers)}", "to": "+15550001", "body": {}}], shard=0)
+        answers.append((asked_at, accepted))
+        return not accepted
+
+    eventually(refused, timeout=30, interval=0.005, what="the coreapp refusing messages")
+    assert [at for at, accepted in answers if accepted and at >= sent + TTL] == []
+    assert coreapp.outbox.qsize() == sum(1 for _, accepted in answers if accepted)
