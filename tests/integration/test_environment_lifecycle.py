@@ -11,7 +11,7 @@ import pytest
 
 from wacluster_testenv.environment import Environment
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.harness
 
 
 def _listening(port: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.harness
 
 
 def test_postgres_fixture_accepts_a_connection(pg_dsn):

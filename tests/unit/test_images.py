@@ -6,7 +6,7 @@ import pytest
 
 from wacluster_testenv.images import DPKG_NO_DOCS, excluded_by_dpkg, extra_certificates
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.harness
 
 
 def _pem(body: str) -> str:

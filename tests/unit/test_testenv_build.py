@@ -6,7 +6,7 @@ import pytest
 
 from wacluster_testenv.build import kubernetes_ldflags, staging_replaces
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.harness
 
 GOMOD = """module k8s.io/kubernetes
 

@@ -9,7 +9,7 @@ from wacluster.resources.cluster import owned_objects
 from wacluster.resources.pods import ClusterView
 from wacluster_testenv.controlplane import FAKE_NODES, _fake_node
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.harness
 
 SCALE_BENCHMARK_CLUSTERS = 50  # bench/operator_scale.py's default
 
