@@ -9,12 +9,12 @@ from typing import Any
 
 import kopf
 
+from wacluster.api.interprocess import MANAGED_BY, Label
 from wacluster.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, WhatsAppClusterSpec
 from wacluster.controller import metrics
 from wacluster.controller.reconcile import reconcile
 from wacluster.kube.connection import api_client
 from wacluster.kube.objects import Objects
-from wacluster.resources.naming import CLUSTER_LABEL, MANAGED_BY
 from wacluster.resources.pods import ClusterView
 from wacluster.resources.secrets import retained_names
 
@@ -23,7 +23,7 @@ log = logging.getLogger("wacluster.controller")
 RESYNC_SECONDS = 30.0           # level-based safety net; events wake the loop much sooner
 _triggers: dict[tuple[str, str], asyncio.Event] = {}
 _phases: dict[tuple[str, str], str] = {}
-_MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+_MANAGED = {Label.MANAGED_BY: MANAGED_BY}
 CHILD_KINDS = [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
                ("", "v1", "configmaps"), ("batch", "v1", "jobs"), ("policy", "v1", "poddisruptionbudgets"),
                ("", "v1", "serviceaccounts"), ("rbac.authorization.k8s.io", "v1", "roles"),
@@ -124,7 +124,7 @@ def cluster_event(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
 def _register_child_watch(group: str, version: str, plural: str) -> None:
     @kopf.on.event(group, version, plural, labels=_MANAGED, id=f"child-{plural}")
     def child_event(labels: kopf.Labels, namespace: str, **_: Any) -> None:
-        trigger(namespace, labels.get(CLUSTER_LABEL))
+        trigger(namespace, labels.get(Label.CLUSTER))
 
 
 for _group, _version, _plural in CHILD_KINDS:

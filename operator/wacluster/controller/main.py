@@ -18,6 +18,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from wacluster import __version__
+from wacluster.api.interprocess import OPERATOR_APP, OPERATOR_LEASE, Env, Label, Port
 from wacluster.controller import handlers  # noqa: F401  (registers the handlers)
 from wacluster.controller import metrics
 from wacluster.domain.election import LeaderElector, Timings
@@ -32,14 +33,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--namespace", action="append", default=[],
                         help="watch this namespace (repeatable); default: the operator's own namespace")
     parser.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "8080")))
-    parser.add_argument("--lease-name", default="wacluster-operator")
+    parser.add_argument("--metrics-port", type=int, default=Port.OPERATOR_METRICS)
+    parser.add_argument("--lease-name", default=OPERATOR_LEASE)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    own_namespace = os.environ.get("WACLUSTER_NAMESPACE", "default")
+    own_namespace = os.environ.get(Env.NAMESPACE, "default")
     namespaces = [] if args.all_namespaces else (args.namespace or [own_namespace])
     return asyncio.run(_run(namespaces, own_namespace, args.metrics_port, args.lease_name))
 
@@ -57,9 +58,9 @@ def _run_kopf(namespaces: list[str], stop_flag: threading.Event, default_version
 
 async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, lease_name: str) -> int:
     if metrics_port:
-        start_http_server(metrics_port, addr=os.environ.get("WACLUSTER_METRICS_ADDR", "0.0.0.0"))
-    identity = os.environ.get("WACLUSTER_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    default_version = os.environ.get("WACLUSTER_DEFAULT_VERSION", __version__)
+        start_http_server(metrics_port, addr=os.environ.get(Env.METRICS_ADDR, "0.0.0.0"))
+    identity = os.environ.get(Env.POD_NAME) or f"{socket.gethostname()}-{os.getpid()}"
+    default_version = os.environ.get(Env.DEFAULT_VERSION, __version__)
     api = await api_client()
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -103,7 +104,7 @@ async def _run(namespaces: list[str], lease_namespace: str, metrics_port: int, l
             log.error("lost the operator Lease; exiting so that only one replica acts")
             shutdown.set()
 
-    store = KubeLeaseStore(api, lease_namespace, lease_name, {"app.kubernetes.io/name": "wacluster-operator"})
+    store = KubeLeaseStore(api, lease_namespace, lease_name, {Label.NAME: OPERATOR_APP})
     elector = LeaderElector(store, identity, Timings(15, 10, 2))
     log.info("%s campaigning for Lease %s/%s", identity, lease_namespace, lease_name)
     await campaign(elector, store, started, stopped, shutdown)

@@ -12,19 +12,19 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from wacluster.api.interprocess import MANAGED_BY, SHARD_MAP_ANNOTATION, Label, Role
 from wacluster.api.v1alpha1 import GROUP, KIND, VERSION, WhatsAppClusterSpec
 from wacluster.crypto.credentials import random_password, self_signed_certificate
 from wacluster.domain.cluster_status import Observation, RoleCounts, compute_status, merge_conditions
 from wacluster.domain.upgrade import JobPhase, Rollout, plan_rollout
 from wacluster.kube.objects import Objects, owner_reference
 from wacluster.resources.cluster import owned_objects, unowned_objects
-from wacluster.resources.naming import CLUSTER_LABEL, MANAGED_BY, Names
+from wacluster.resources.naming import Names
 from wacluster.resources.pods import ClusterView
 from wacluster.resources.secrets import generated_secrets
 
 log = logging.getLogger("wacluster.controller")
 
-SHARD_MAP_ANNOTATION = "wacluster.io/shard-map"
 # Kinds the operator prunes when they are no longer desired (never claims or data secrets).
 PRUNABLE = [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
             ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job"), ("v1", "ConfigMap")]
@@ -131,7 +131,7 @@ def _api_message(exc: ApiException) -> str:
 async def _prune(objects: Objects, namespace: str, cluster: str, desired: list[dict[str, Any]],
                  keep_job: str) -> None:
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | {("Job", keep_job)}
-    labels = {CLUSTER_LABEL: cluster, "app.kubernetes.io/managed-by": MANAGED_BY}
+    labels = {Label.CLUSTER: cluster, Label.MANAGED_BY: MANAGED_BY}
     for api_version, kind in PRUNABLE:
         for item in await objects.list(api_version, kind, namespace, labels):
             item_name = item["metadata"]["name"]
@@ -147,10 +147,10 @@ async def _observe(objects: Objects, view: ClusterView, spec: WhatsAppClusterSpe
                    rollout: Rollout) -> Observation:
     names, ns = view.names, view.namespace
     roles = {
-        "master": spec.masters.replicas, "coreapp": spec.coreapps.replicas, "webapp": spec.webapps.replicas,
+        Role.MASTER: spec.masters.replicas, Role.COREAPP: spec.coreapps.replicas, Role.WEBAPP: spec.webapps.replicas,
     }
     if spec.gateway.mode == "sandbox":
-        roles["sandbox"] = 1
+        roles[Role.SANDBOX] = 1
     counts = {}
     for role, desired in roles.items():
         counts[role] = _role_counts(await objects.get("apps/v1", "Deployment", names.role(role), ns), desired)

@@ -16,9 +16,10 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from wacluster.api.interprocess import Label, PortName, label_selector
 from wacluster.api.v1alpha1 import GROUP, PLURAL, VERSION
 from wacluster.kube.connection import api_client
-from wacluster.resources.naming import CLUSTER_LABEL, Names
+from wacluster.resources.naming import Names
 
 
 def add_parser(subparsers) -> None:
@@ -71,7 +72,7 @@ async def collect(cluster: str, namespace: str, tail: int) -> list[tuple[str, st
         await section("events", lambda: _events(core, cluster, namespace))
         await section(f"Lease {names.master_lease}",
                       lambda: _as_yaml(coordination.read_namespaced_lease(names.master_lease, namespace)))
-        pods = (await core.list_namespaced_pod(namespace, label_selector=f"{CLUSTER_LABEL}={cluster}")).items
+        pods = (await core.list_namespaced_pod(namespace, label_selector=label_selector({Label.CLUSTER: cluster}))).items
         await section("pods", lambda: _pod_table(pods))
         for pod in pods:
             for container in pod.spec.containers:
@@ -115,7 +116,8 @@ async def _health(api: client.ApiClient, core: client.CoreV1Api, names: Names, n
     secret = await core.read_namespaced_secret(names.admin_secret, namespace)
     user = base64.b64decode(secret.data["username"]).decode()
     password = base64.b64decode(secret.data["password"]).decode()
-    base = f"/api/v1/namespaces/{namespace}/services/https:{names.api_service}:9090/proxy"
+    # By port name: the Service's port number is the cluster's spec.api.port.
+    base = f"/api/v1/namespaces/{namespace}/services/https:{names.api_service}:{PortName.API}/proxy"
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     login = await api.call_api(f"{base}/v1/users/login", "POST", header_params={"Authorization": f"Basic {basic}"},
                                auth_settings=["BearerToken"], _preload_content=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
+from wacluster.api.interprocess import NotifyKind
 from wacluster.db.shard_map import notify
 
 
@@ -16,4 +17,4 @@ async def register(conn: AsyncConnection, phone: str) -> None:
     await conn.execute(
         "INSERT INTO account (id, phone) VALUES (1, %s) "
         "ON CONFLICT (id) DO UPDATE SET phone = EXCLUDED.phone, registered_at = now()", (phone,))
-    await notify(conn, {"kind": "account", "phone": phone})
+    await notify(conn, NotifyKind.ACCOUNT, phone=phone)

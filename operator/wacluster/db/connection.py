@@ -7,20 +7,22 @@ import os
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.interprocess import Env, Port
+
 
 def conninfo_from_env(env: dict[str, str] | None = None) -> str:
-    """WACLUSTER_DATABASE_URL, or the WACLUSTER_DB_* parts the operator's pods receive."""
+    """Env.DATABASE_URL, or the Env.DB_* parts the operator's pods receive."""
     env = env if env is not None else dict(os.environ)
-    url = env.get("WACLUSTER_DATABASE_URL")
+    url = env.get(Env.DATABASE_URL)
     if url:
         return url
-    host = env.get("WACLUSTER_DB_HOST")
+    host = env.get(Env.DB_HOST)
     if not host:
-        raise RuntimeError("no database configured: set WACLUSTER_DATABASE_URL or WACLUSTER_DB_HOST")
+        raise RuntimeError(f"no database configured: set {Env.DATABASE_URL} or {Env.DB_HOST}")
     return make_conninfo(
-        host=host, port=env.get("WACLUSTER_DB_PORT", "5432"), dbname=env.get("WACLUSTER_DB_NAME", "whatsapp"),
-        user=env.get("WACLUSTER_DB_USER", "postgres"), password=env.get("WACLUSTER_DB_PASSWORD", ""),
-        sslmode=env.get("WACLUSTER_DB_SSLMODE", "prefer"), connect_timeout="5",
+        host=host, port=env.get(Env.DB_PORT, str(Port.DATABASE)), dbname=env.get(Env.DB_NAME, "whatsapp"),
+        user=env.get(Env.DB_USER, "postgres"), password=env.get(Env.DB_PASSWORD, ""),
+        sslmode=env.get(Env.DB_SSLMODE, "prefer"), connect_timeout="5",
     )
 
 

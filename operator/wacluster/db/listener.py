@@ -10,7 +10,7 @@ from typing import Callable
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from wacluster.db.schema import CHANNEL
+from wacluster.api.interprocess import CHANNEL, NotifyKind
 
 log = logging.getLogger("wacluster.db")
 
@@ -26,12 +26,12 @@ class Listener:
             try:
                 self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
                 await self.conn.execute(f"LISTEN {CHANNEL}")
-                self.callback({"kind": "listening"})  # anything missed while away: reload now
+                self.callback({"kind": NotifyKind.LISTENING})  # anything missed while away: reload now
                 async for notify in self.conn.notifies():
                     try:
                         payload = json.loads(notify.payload)
                     except ValueError:
-                        payload = {"kind": "unknown"}
+                        payload = {"kind": NotifyKind.UNKNOWN}
                     self.callback(payload)
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)

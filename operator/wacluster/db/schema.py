@@ -10,7 +10,6 @@ log = logging.getLogger("wacluster.db")
 
 # A fixed key: every dbupgrade of every version serialises on it.
 MIGRATION_LOCK = 0x7761636C  # "wacl"
-CHANNEL = "wacluster"  # LISTEN/NOTIFY channel for shard-map, handoff and settings changes
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """

@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from wacluster.api.interprocess import NotifyKind
 from wacluster.db.shard_map import notify
 
 DEFAULTS: dict[str, Any] = {
@@ -40,7 +41,7 @@ async def write(conn: AsyncConnection, values: dict[str, Any]) -> dict[str, Any]
                 "INSERT INTO settings (key, value) VALUES (%s, %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
                 (key, Jsonb(value)))
-        await notify(conn, {"kind": "settings", "keys": sorted(changed)})
+        await notify(conn, NotifyKind.SETTINGS, keys=sorted(changed))
     return changed
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from wacluster.db.schema import CHANNEL
+from wacluster.api.interprocess import CHANNEL, NotifyKind
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ async def promote(conn: AsyncConnection, shard: int, epoch: int, coreapp: str | 
         await conn.execute(
             "INSERT INTO failovers (shard, from_coreapp, to_coreapp, epoch, reason) VALUES (%s, %s, %s, %s, %s)",
             (shard, row[1], coreapp, row[0], reason))
-        await notify(conn, {"kind": "shard_map", "shard": shard, "epoch": row[0], "coreapp": coreapp})
+        await notify(conn, NotifyKind.SHARD_MAP, shard=shard, epoch=row[0], coreapp=coreapp)
         return row[0]
 
 
@@ -112,7 +112,7 @@ async def resize(conn: AsyncConnection, count: int, term: int, holder: str) -> b
         await conn.execute(
             "UPDATE messages SET shard = route_hash %% %s WHERE status = 'queued'",
             (count,))
-        await notify(conn, {"kind": "shard_map", "resized": count})
+        await notify(conn, NotifyKind.SHARD_MAP, resized=count)
         return True
 
 
@@ -132,9 +132,10 @@ async def release(conn: AsyncConnection, shard: int, epoch: int, coreapp: str, r
         "WHERE shard = %(shard)s AND epoch = %(epoch)s AND coreapp = %(coreapp)s",
         {"shard": shard, "epoch": epoch, "coreapp": coreapp, "reason": reason})
     if cur.rowcount == 1:
-        await notify(conn, {"kind": "handoff", "shard": shard, "epoch": epoch, "coreapp": coreapp})
+        await notify(conn, NotifyKind.HANDOFF, shard=shard, epoch=epoch, coreapp=coreapp)
     return cur.rowcount == 1
 
 
-async def notify(conn: AsyncConnection, payload: dict) -> None:
+async def notify(conn: AsyncConnection, kind: NotifyKind, **details) -> None:
+    payload = {"kind": kind.value, **details}
     await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps(payload)))

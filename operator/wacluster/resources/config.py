@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from wacluster.api.interprocess import Env, Role
 from wacluster.resources.naming import labels
 from wacluster.resources.pods import ClusterView, runtime_container, runtime_pod
 
@@ -50,18 +51,18 @@ def media_claim(view: ClusterView) -> dict[str, Any] | None:
 def dbupgrade_job(view: ClusterView, version: str) -> dict[str, Any]:
     """Applies the schema of `version` and exits 0 (the seeds' dbupgrade container)."""
     target = ClusterView(view.name, view.namespace, view.uid, view.spec, version)
-    container = runtime_container(target, "dbupgrade", ["dbupgrade"], [], None)
+    container = runtime_container(target, Role.DBUPGRADE, [Role.DBUPGRADE], [], None)
     container.pop("readinessProbe")
     container.pop("livenessProbe")
     container["ports"] = []
-    container["env"].append({"name": "EXIT_ON_SUCCESS", "value": "true"})
-    pod = runtime_pod(target, "dbupgrade", None, container)
+    container["env"].append({"name": Env.EXIT_ON_SUCCESS, "value": "true"})
+    pod = runtime_pod(target, Role.DBUPGRADE, None, container)
     pod["spec"]["restartPolicy"] = "Never"
     pod["spec"]["volumes"] = [v for v in pod["spec"]["volumes"] if v["name"] != "media"]
     container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "media"]
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": view.names.dbupgrade_job(version),
-                     "labels": labels(view.name, "dbupgrade", version)},
+                     "labels": labels(view.name, Role.DBUPGRADE, version)},
         "spec": {"backoffLimit": 2, "template": pod},
     }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wacluster.resources.naming import DATABASE_PORT, POSTGRES_UID, labels, selector
+from wacluster.api.interprocess import Port, selector
+from wacluster.resources.naming import POSTGRES_UID, labels
 from wacluster.resources.pods import ClusterView, container_security, pod_security
 
 
@@ -31,7 +32,7 @@ def database_objects(view: ClusterView) -> list[dict[str, Any]]:
             {"name": "POSTGRES_DB", "value": "whatsapp"},
             {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
         ],
-        "ports": [{"name": "postgres", "containerPort": DATABASE_PORT}],
+        "ports": [{"name": "postgres", "containerPort": Port.DATABASE}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": container_security(),
         "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
@@ -68,6 +69,6 @@ def database_objects(view: ClusterView) -> list[dict[str, Any]]:
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": names.database, "labels": labels(view.name, "database")},
         "spec": {"selector": selector(view.name, "database"),
-                 "ports": [{"name": "postgres", "port": DATABASE_PORT, "targetPort": "postgres"}]},
+                 "ports": [{"name": "postgres", "port": Port.DATABASE, "targetPort": "postgres"}]},
     }
     return [statefulset, service]

@@ -1,38 +1,25 @@
-"""Names, labels and ports shared by the operator and the runtime roles (one name per concept)."""
+"""Names of the objects a cluster owns and the labels the builders put on them."""
 
 from __future__ import annotations
 
 import re
 
-MANAGED_BY = "wacluster-operator"
-PART_OF = "wacluster"
-CLUSTER_LABEL = "app.kubernetes.io/instance"
-COMPONENT_LABEL = "app.kubernetes.io/component"
+from wacluster.api.interprocess import APP_NAME, MANAGED_BY, PART_OF, Label, master_lease, selector
 
-API_PORT = 9090          # webapp HTTPS API
-CONTROL_PORT = 6250      # coreapp and master control endpoint (heartbeats, routed requests)
-GATEWAY_PORT = 6200      # sandbox WhatsApp server
-METRICS_PORT = 9100      # every role: /metrics, /livez, /readyz
-DATABASE_PORT = 5432
 RUNTIME_UID = 10001      # the image's non-root user
 POSTGRES_UID = 999       # the postgres user of the official image
 
 
 def labels(cluster: str, component: str, version: str | None = None) -> dict[str, str]:
     out = {
-        "app.kubernetes.io/name": "whatsapp",
-        CLUSTER_LABEL: cluster,
-        COMPONENT_LABEL: component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        Label.NAME: APP_NAME,
+        **selector(cluster, component),
+        Label.PART_OF: PART_OF,
+        Label.MANAGED_BY: MANAGED_BY,
     }
     if version:
-        out["app.kubernetes.io/version"] = label_value(version)
+        out[Label.VERSION] = label_value(version)
     return out
-
-
-def selector(cluster: str, component: str) -> dict[str, str]:
-    return {CLUSTER_LABEL: cluster, COMPONENT_LABEL: component}
 
 
 def label_value(value: str) -> str:
@@ -65,7 +52,7 @@ class Names:
 
     @property
     def master_lease(self) -> str:
-        return f"{self.cluster}-master"
+        return master_lease(self.cluster)
 
     @property
     def api_service(self) -> str:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wacluster.api.interprocess import MEDIA_DIR, Env, Port, PortName, Role, selector
 from wacluster.api.v1alpha1 import RoleSpec, WhatsAppClusterSpec
-from wacluster.resources.naming import (
-    DATABASE_PORT, GATEWAY_PORT, METRICS_PORT, RUNTIME_UID, Names, labels, selector,
-)
+from wacluster.resources.naming import RUNTIME_UID, Names, labels
 
 DEFAULT_RESOURCES = {
-    "master": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
-    "coreapp": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
-    "webapp": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
-    "sandbox": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
-    "dbupgrade": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+    Role.MASTER: {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+    Role.COREAPP: {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
+    Role.WEBAPP: {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
+    Role.SANDBOX: {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+    Role.DBUPGRADE: {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
 }
 
 
@@ -62,33 +61,33 @@ def database_env(view: ClusterView) -> list[dict[str, Any]]:
         user_ref = {"name": secret.name, "key": secret.username_key}
         password_ref = {"name": secret.name, "key": secret.password_key}
     else:
-        host, port, name, sslmode = names.database, DATABASE_PORT, "whatsapp", "disable"
+        host, port, name, sslmode = names.database, Port.DATABASE, "whatsapp", "disable"
         user_ref = {"name": names.database_secret, "key": "username"}
         password_ref = {"name": names.database_secret, "key": "password"}
     return [
-        {"name": "WACLUSTER_DB_HOST", "value": host},
-        {"name": "WACLUSTER_DB_PORT", "value": str(port)},
-        {"name": "WACLUSTER_DB_NAME", "value": name},
-        {"name": "WACLUSTER_DB_SSLMODE", "value": sslmode},
-        {"name": "WACLUSTER_DB_USER", "valueFrom": {"secretKeyRef": user_ref}},
-        {"name": "WACLUSTER_DB_PASSWORD", "valueFrom": {"secretKeyRef": password_ref}},
+        {"name": Env.DB_HOST, "value": host},
+        {"name": Env.DB_PORT, "value": str(port)},
+        {"name": Env.DB_NAME, "value": name},
+        {"name": Env.DB_SSLMODE, "value": sslmode},
+        {"name": Env.DB_USER, "valueFrom": {"secretKeyRef": user_ref}},
+        {"name": Env.DB_PASSWORD, "valueFrom": {"secretKeyRef": password_ref}},
     ]
 
 
 def runtime_env(view: ClusterView) -> list[dict[str, Any]]:
     names = view.names
     gateway = (view.spec.gateway.endpoint if view.spec.gateway.mode == "external"
-               else f"http://{names.role('sandbox')}:{GATEWAY_PORT}")
+               else f"http://{names.role(Role.SANDBOX)}:{Port.GATEWAY}")
     field = lambda path: {"valueFrom": {"fieldRef": {"fieldPath": path}}}  # noqa: E731
     return [
-        {"name": "WACLUSTER_CLUSTER", "value": view.name},
-        {"name": "WACLUSTER_NAMESPACE", **field("metadata.namespace")},
-        {"name": "WACLUSTER_POD_NAME", **field("metadata.name")},
-        {"name": "WACLUSTER_POD_IP", **field("status.podIP")},
-        {"name": "WACLUSTER_VERSION", "value": view.version},
-        {"name": "WACLUSTER_LEASE_NAME", "value": names.master_lease},
-        {"name": "WACLUSTER_GATEWAY_URL", "value": gateway},
-        {"name": "WACLUSTER_SETTINGS_FILE", "value": "/etc/wacluster/settings.json"},
+        {"name": Env.CLUSTER, "value": view.name},
+        {"name": Env.NAMESPACE, **field("metadata.namespace")},
+        {"name": Env.POD_NAME, **field("metadata.name")},
+        {"name": Env.POD_IP, **field("status.podIP")},
+        {"name": Env.VERSION, "value": view.version},
+        {"name": Env.LEASE_NAME, "value": names.master_lease},
+        {"name": Env.GATEWAY_URL, "value": gateway},
+        {"name": Env.SETTINGS_FILE, "value": "/etc/wacluster/settings.json"},
         *database_env(view),
     ]
 
@@ -110,7 +109,7 @@ def zone_spread(view: ClusterView, role: str) -> list[dict[str, Any]]:
 
 
 def probe(path: str, period: int = 5, failures: int = 3) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period,
+    return {"httpGet": {"path": path, "port": PortName.METRICS}, "periodSeconds": period,
             "timeoutSeconds": 2, "failureThreshold": failures}
 
 
@@ -122,7 +121,7 @@ def runtime_container(view: ClusterView, role: str, args: list[str], ports: list
         "imagePullPolicy": view.spec.image.pull_policy,
         "args": args,
         "env": runtime_env(view),
-        "ports": [*ports, {"name": "metrics", "containerPort": METRICS_PORT}],
+        "ports": [*ports, {"name": PortName.METRICS, "containerPort": Port.METRICS}],
         "resources": resources or DEFAULT_RESOURCES[role],
         "securityContext": container_security(),
         # Readiness: the process serves and reaches its dependencies; for a coreapp it does NOT
@@ -131,7 +130,7 @@ def runtime_container(view: ClusterView, role: str, args: list[str], ports: list
         "livenessProbe": probe("/livez", period=10, failures=6),
         "volumeMounts": [
             {"name": "settings", "mountPath": "/etc/wacluster", "readOnly": True},
-            {"name": "media", "mountPath": "/media"},
+            {"name": "media", "mountPath": MEDIA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -143,7 +142,7 @@ def runtime_pod(view: ClusterView, role: str, role_spec: RoleSpec | None, contai
     media_claim = view.spec.media.existing_claim or names.media_claim
     spec: dict[str, Any] = {
         "serviceAccountName": names.runtime_account,
-        "automountServiceAccountToken": role == "master",
+        "automountServiceAccountToken": role == Role.MASTER,
         "securityContext": pod_security(),
         "containers": [container],
         "volumes": [

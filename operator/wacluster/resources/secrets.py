@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable
 
+from wacluster.api.interprocess import Role
 from wacluster.resources.naming import labels
 from wacluster.resources.pods import ClusterView
 
@@ -26,14 +27,14 @@ def generated_secrets(view: ClusterView, password: Callable[[], str],
                     "data": {"username": _b64("whatsapp"), "password": _b64(password())}})
     if not view.spec.api.admin_secret_name:
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": names.admin_secret, "labels": labels(view.name, "webapp")},
+                    "metadata": {"name": names.admin_secret, "labels": labels(view.name, Role.WEBAPP)},
                     "data": {"username": _b64("admin"), "password": _b64(password())}})
     if not view.spec.api.tls_secret_name:
         hosts = [names.api_service, f"{names.api_service}.{view.namespace}",
                  f"{names.api_service}.{view.namespace}.svc", "localhost"]
         cert, key = self_signed(hosts)
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                    "metadata": {"name": names.tls_secret, "labels": labels(view.name, "webapp")},
+                    "metadata": {"name": names.tls_secret, "labels": labels(view.name, Role.WEBAPP)},
                     "data": {"tls.crt": _b64(cert), "tls.key": _b64(key)}})
     return out
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wacluster.resources.naming import (
-    API_PORT, CONTROL_PORT, GATEWAY_PORT, METRICS_PORT, labels, selector,
-)
+from wacluster.api.interprocess import Env, Port, PortName, Role, selector
+from wacluster.resources.naming import labels
 from wacluster.resources.pods import ClusterView, runtime_container, runtime_pod
 
 
@@ -27,52 +26,50 @@ def _deployment(view: ClusterView, role: str, replicas: int, pod: dict[str, Any]
 
 def master_deployment(view: ClusterView) -> dict[str, Any]:
     spec = view.spec.masters
-    container = runtime_container(view, "master", ["master"],
-                                  [{"name": "control", "containerPort": CONTROL_PORT}], spec.resources)
-    pod = runtime_pod(view, "master", spec, container)
+    # No control port: a master serves only metrics; it calls the coreapps, nothing calls it.
+    container = runtime_container(view, Role.MASTER, [Role.MASTER], [], spec.resources)
+    pod = runtime_pod(view, Role.MASTER, spec, container)
     # A terminating master releases its Lease; give it time to do so.
     pod["spec"]["terminationGracePeriodSeconds"] = 30
-    return _deployment(view, "master", spec.replicas, pod,
+    return _deployment(view, Role.MASTER, spec.replicas, pod,
                        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
 
 
 def coreapp_deployment(view: ClusterView) -> dict[str, Any]:
     spec = view.spec.coreapps
-    container = runtime_container(view, "coreapp", ["coreapp"],
-                                  [{"name": "control", "containerPort": CONTROL_PORT}], spec.resources)
-    pod = runtime_pod(view, "coreapp", spec, container)
+    container = runtime_container(view, Role.COREAPP, [Role.COREAPP],
+                                  [{"name": PortName.CONTROL, "containerPort": Port.CONTROL}], spec.resources)
+    pod = runtime_pod(view, Role.COREAPP, spec, container)
     # Planned handoff on SIGTERM waits for the successor to connect; allow for it.
     pod["spec"]["terminationGracePeriodSeconds"] = 60
     # One coreapp at a time, new pod first: a shard always has a standby to move to.
-    return _deployment(view, "coreapp", spec.replicas, pod,
+    return _deployment(view, Role.COREAPP, spec.replicas, pod,
                        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
 
 
 def webapp_deployment(view: ClusterView) -> dict[str, Any]:
     spec = view.spec.webapps
-    container = runtime_container(view, "webapp", ["webapp"],
-                                  [{"name": "https", "containerPort": API_PORT}], spec.resources)
+    container = runtime_container(view, Role.WEBAPP, [Role.WEBAPP],
+                                  [{"name": PortName.API, "containerPort": Port.API}], spec.resources)
     container["volumeMounts"].append({"name": "tls", "mountPath": "/etc/wacluster-tls", "readOnly": True})
+    admin_secret = view.spec.api.admin_secret_name or view.names.admin_secret
     container["env"] += [
-        {"name": "WACLUSTER_TLS_DIR", "value": "/etc/wacluster-tls"},
-        {"name": "WACLUSTER_ADMIN_SECRET", "value": view.spec.api.admin_secret_name or view.names.admin_secret},
-        {"name": "WACLUSTER_ADMIN_USERNAME", "valueFrom": {"secretKeyRef": {
-            "name": view.spec.api.admin_secret_name or view.names.admin_secret, "key": "username"}}},
-        {"name": "WACLUSTER_ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
-            "name": view.spec.api.admin_secret_name or view.names.admin_secret, "key": "password"}}},
+        {"name": Env.TLS_DIR, "value": "/etc/wacluster-tls"},
+        {"name": Env.ADMIN_USERNAME, "valueFrom": {"secretKeyRef": {"name": admin_secret, "key": "username"}}},
+        {"name": Env.ADMIN_PASSWORD, "valueFrom": {"secretKeyRef": {"name": admin_secret, "key": "password"}}},
     ]
     tls = {"name": "tls", "secret": {"secretName": view.spec.api.tls_secret_name or view.names.tls_secret}}
-    pod = runtime_pod(view, "webapp", spec, container, extra_volumes=[tls])
-    return _deployment(view, "webapp", spec.replicas, pod,
+    pod = runtime_pod(view, Role.WEBAPP, spec, container, extra_volumes=[tls])
+    return _deployment(view, Role.WEBAPP, spec.replicas, pod,
                        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
 
 
 def sandbox_deployment(view: ClusterView) -> dict[str, Any]:
-    container = runtime_container(view, "sandbox", ["sandbox"],
-                                  [{"name": "gateway", "containerPort": GATEWAY_PORT}], None)
-    pod = runtime_pod(view, "sandbox", None, container)
+    container = runtime_container(view, Role.SANDBOX, [Role.SANDBOX],
+                                  [{"name": PortName.GATEWAY, "containerPort": Port.GATEWAY}], None)
+    pod = runtime_pod(view, Role.SANDBOX, None, container)
     # One simulated server: its state is the one connection per shard it polices.
-    return _deployment(view, "sandbox", 1, pod, {"type": "Recreate"})
+    return _deployment(view, Role.SANDBOX, 1, pod, {"type": "Recreate"})
 
 
 def _service(view: ClusterView, name: str, role: str, ports: list[dict[str, Any]],
@@ -88,26 +85,26 @@ def _service(view: ClusterView, name: str, role: str, ports: list[dict[str, Any]
 
 def services(view: ClusterView) -> list[dict[str, Any]]:
     names = view.names
-    metrics = {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}
+    metrics = {"name": PortName.METRICS, "port": Port.METRICS, "targetPort": PortName.METRICS}
+    control = {"name": PortName.CONTROL, "port": Port.CONTROL, "targetPort": PortName.CONTROL}
     out = [
-        _service(view, names.api_service, "webapp",
-                 [{"name": "https", "port": view.spec.api.port, "targetPort": "https"}, metrics],
+        _service(view, names.api_service, Role.WEBAPP,
+                 [{"name": PortName.API, "port": view.spec.api.port, "targetPort": PortName.API}, metrics],
                  service_type=view.spec.api.service_type),
-        _service(view, names.role("master"), "master",
-                 [{"name": "control", "port": CONTROL_PORT, "targetPort": "control"}, metrics], headless=True),
-        _service(view, names.role("coreapp"), "coreapp",
-                 [{"name": "control", "port": CONTROL_PORT, "targetPort": "control"}, metrics], headless=True),
+        _service(view, names.role(Role.MASTER), Role.MASTER, [metrics], headless=True),
+        _service(view, names.role(Role.COREAPP), Role.COREAPP, [control, metrics], headless=True),
     ]
     if view.spec.gateway.mode == "sandbox":
-        out.append(_service(view, names.role("sandbox"), "sandbox",
-                            [{"name": "gateway", "port": GATEWAY_PORT, "targetPort": "gateway"}, metrics]))
+        out.append(_service(view, names.role(Role.SANDBOX), Role.SANDBOX,
+                            [{"name": PortName.GATEWAY, "port": Port.GATEWAY, "targetPort": PortName.GATEWAY},
+                             metrics]))
     return out
 
 
 def disruption_budgets(view: ClusterView) -> list[dict[str, Any]]:
     """A node drain may take one master and one coreapp at a time, never all of them."""
     out = []
-    for role, replicas in (("master", view.spec.masters.replicas), ("coreapp", view.spec.coreapps.replicas)):
+    for role, replicas in ((Role.MASTER, view.spec.masters.replicas), (Role.COREAPP, view.spec.coreapps.replicas)):
         if replicas < 2:
             continue  # a budget over a single pod would block every drain
         out.append({

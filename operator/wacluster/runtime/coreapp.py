@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.interprocess import Role
 from wacluster.db import account as account_db
 from wacluster.db import messages as messages_db
 from wacluster.db import nodes as nodes_db
@@ -32,7 +32,7 @@ from wacluster.domain.fencing import ShardLease
 from wacluster.domain.ha import lease_ttl
 from wacluster.runtime import metrics
 from wacluster.runtime.gateway_link import GatewayClosed, GatewayLink
-from wacluster.runtime.node import NodeIdentity, identity
+from wacluster.runtime.node import NodeIdentity, gateway_url, identity
 from wacluster.runtime.service import add_role_parser, configure_logging, first_of, metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.coreapp")
@@ -72,7 +72,7 @@ class Coreapp:
         self.session = aiohttp.ClientSession()
         async with self.pool.connection() as conn:
             await schema.check(conn)
-            await nodes_db.register(conn, self.me.name, "coreapp", self.me.node_id, self.me.address, self.me.version)
+            await nodes_db.register(conn, self.me.name, Role.COREAPP, self.me.node_id, self.me.address, self.me.version)
             self.settings = await settings_db.read_all(conn)
         self.db_ok = True
         log.info("%s started as a standby coreapp (control %s)", self.me.display, self.me.address)
@@ -415,7 +415,7 @@ class Coreapp:
 
 
 def add_parser(subparsers) -> None:
-    add_role_parser(subparsers, "coreapp", "run a coreapp (standby until promoted for a shard)", run)
+    add_role_parser(subparsers, Role.COREAPP, "run a coreapp (standby until promoted for a shard)", run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -423,8 +423,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), max_size=6)
-        gateway = os.environ.get("WACLUSTER_GATEWAY_URL", "http://127.0.0.1:6200")
-        coreapp = Coreapp(identity(args.port), pool, gateway)
+        coreapp = Coreapp(identity(args.port), pool, gateway_url())
         apps = [(coreapp.control_app(), args.host, args.port)]
         if args.metrics_port:
             apps.append((metrics_app(coreapp.ready), args.host, args.metrics_port))

@@ -13,6 +13,7 @@ import os
 
 import psycopg
 
+from wacluster.api.interprocess import Env, Role
 from wacluster.db import schema
 from wacluster.db.connection import conninfo_from_env
 from wacluster.runtime.service import install_stop_signals
@@ -21,8 +22,8 @@ log = logging.getLogger("wacluster.dbupgrade")
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("dbupgrade", help="apply database schema migrations (exits 0 on success)")
-    parser.add_argument("--retry-for", type=float, default=float(os.environ.get("WACLUSTER_DB_WAIT", "120")),
+    parser = subparsers.add_parser(Role.DBUPGRADE, help="apply database schema migrations (exits 0 on success)")
+    parser.add_argument("--retry-for", type=float, default=120.0,
                         help="keep retrying the first connection this many seconds (the database may be starting)")
     parser.set_defaults(func=run)
 
@@ -51,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
             log.info("database schema already at version %d; nothing to do", after)
         else:
             log.info("database schema upgraded from version %d to %d", before, after)
-        if os.environ.get("EXIT_ON_SUCCESS", "true").lower() in ("false", "0", "no"):
-            log.info("EXIT_ON_SUCCESS=false: staying alive until stopped")
+        if os.environ.get(Env.EXIT_ON_SUCCESS, "true").lower() in ("false", "0", "no"):
+            log.info("%s=false: staying alive until stopped", Env.EXIT_ON_SUCCESS)
             stop = asyncio.Event()
             install_stop_signals(stop)
             await stop.wait()

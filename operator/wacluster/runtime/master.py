@@ -16,6 +16,9 @@ from typing import Any
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.interprocess import (
+    MANAGED_BY, SHARD_MAP_ANNOTATION, Env, Label, NotifyKind, Role, master_lease, selector,
+)
 from wacluster.db import account as account_db
 from wacluster.db import nodes as nodes_db
 from wacluster.db import schema
@@ -34,7 +37,6 @@ from wacluster.runtime.service import add_role_parser, configure_logging, first_
 
 log = logging.getLogger("wacluster.master")
 
-SHARD_MAP_ANNOTATION = "wacluster.io/shard-map"
 MASTER_ALIVE_AFTER = 10.0  # a master whose database heartbeat is older counts as gone
 SENTENCE_REPEAT = 60.0     # repeat an unchanged sentence this often, so the log shows liveness
 SELF_CHECK_EVERY = 1.0     # own database heartbeat, schema check and pod listing: not every decision
@@ -98,7 +100,7 @@ class Master:
     async def run(self, stop: asyncio.Event) -> None:
         self.session = aiohttp.ClientSession()
         async with self.pool.connection() as conn:
-            await nodes_db.register(conn, self.me.name, "master", self.me.node_id, self.me.address, self.me.version)
+            await nodes_db.register(conn, self.me.name, Role.MASTER, self.me.node_id, self.me.address, self.me.version)
             self.settings = await settings_db.read_all(conn)
         log.info("%s started; campaigning for the master Lease", self.me.display)
         listener = Listener(self.pool, self._notified)
@@ -132,10 +134,11 @@ class Master:
                 log.warning("could not remove the node record: %s", exc)
 
     def _notified(self, payload: dict) -> None:
-        if payload.get("kind") == "handoff":
+        kind = payload.get("kind")
+        if kind == NotifyKind.HANDOFF:
             # A planned handoff: pick the successor from heartbeats taken now, not a beat ago.
             self.last_ping = 0.0
-        if payload.get("kind") in ("handoff", "account", "settings", "listening"):
+        if kind in (NotifyKind.HANDOFF, NotifyKind.ACCOUNT, NotifyKind.SETTINGS, NotifyKind.LISTENING):
             self.wake.set()
 
     def _period(self) -> float:
@@ -190,7 +193,7 @@ class Master:
 
     async def _heartbeat_coreapps(self) -> None:
         async with self.pool.connection() as conn:
-            coreapps = await nodes_db.list_nodes(conn, "coreapp")
+            coreapps = await nodes_db.list_nodes(conn, Role.COREAPP)
         timeout = aiohttp.ClientTimeout(total=max(0.2, min(float(self.settings["heartbeat_interval"]), 2.0)))
 
         results = dict(await asyncio.gather(*(self._ping(n.name, n.address, timeout) for n in coreapps)))
@@ -217,21 +220,21 @@ class Master:
         rows = await shard_map.read(conn)
         nodes = await nodes_db.list_nodes(conn)
         views = await nodes_db.heartbeat_views(conn)
-        alive_masters = {n.name for n in nodes if n.role == "master" and n.db_heartbeat_age < MASTER_ALIVE_AFTER}
+        alive_masters = {n.name for n in nodes if n.role == Role.MASTER and n.db_heartbeat_age < MASTER_ALIVE_AFTER}
         since_answer: dict[str, float | None] = {}
         for view in views:
             if view.master not in alive_masters or view.since_ok is None:
                 continue
             best = since_answer.get(view.coreapp)
             since_answer[view.coreapp] = view.since_ok if best is None else min(best, view.since_ok)
-        gone = await self._pods_gone({n.name for n in nodes if n.role == "coreapp"})
+        gone = await self._pods_gone({n.name for n in nodes if n.role == Role.COREAPP})
         coreapps = {n.name: CoreappState(n.name, n.db_heartbeat_age, n.stopping,
                                          None if n.name in self.unreachable else since_answer.get(n.name),
                                          pod_gone=n.name in gone)
-                    for n in nodes if n.role == "coreapp"}
+                    for n in nodes if n.role == Role.COREAPP}
         for node in nodes:
             metrics.DB_HEARTBEAT_AGE.labels(node=node.name).set(node.db_heartbeat_age)
-        self.addresses = {n.name: n.address for n in nodes if n.role == "coreapp"}
+        self.addresses = {n.name: n.address for n in nodes if n.role == Role.COREAPP}
         if not self.registered:
             self.registered = await account_db.registered_phone(conn) is not None
         s = self.settings
@@ -333,7 +336,7 @@ def _reason_label(reason: str) -> str:
 
 
 def add_parser(subparsers) -> None:
-    add_role_parser(subparsers, "master", "run a master (Lease-elected primary or secondary)", run)
+    add_role_parser(subparsers, Role.MASTER, "run a master (Lease-elected primary or secondary)", run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -342,14 +345,13 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), max_size=6)
         api = await api_client()
-        namespace = os.environ.get("WACLUSTER_NAMESPACE", "default")
-        lease_name = os.environ.get("WACLUSTER_LEASE_NAME", "wacluster-master")
-        cluster = os.environ.get("WACLUSTER_CLUSTER", "")
+        namespace = os.environ.get(Env.NAMESPACE, "default")
+        lease_name = os.environ.get(Env.LEASE_NAME, master_lease("wacluster"))
+        cluster = os.environ.get(Env.CLUSTER, "")
+        # The operator watches Leases by these labels to re-read the holder and the shard map.
         store = KubeLeaseStore(api, namespace, lease_name,
-                               {"app.kubernetes.io/instance": cluster, "app.kubernetes.io/component": "master",
-                                "app.kubernetes.io/managed-by": "wacluster-operator"}
-                               if cluster else None)
-        settings_file = os.environ.get("WACLUSTER_SETTINGS_FILE")
+                               {**selector(cluster, Role.MASTER), Label.MANAGED_BY: MANAGED_BY} if cluster else None)
+        settings_file = os.environ.get(Env.SETTINGS_FILE)
         master = Master(identity(args.port), pool, store, Path(settings_file) if settings_file else None)
         master.pod_api, master.namespace, master.cluster = api, namespace, cluster
         apps = [(metrics_app(master.ready), args.host, args.metrics_port)] if args.metrics_port else []

@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass
 
 from wacluster import __version__
+from wacluster.api.interprocess import Env, Port
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,14 @@ class NodeIdentity:
 
 def identity(control_port: int, env: dict[str, str] | None = None) -> NodeIdentity:
     env = env if env is not None else dict(os.environ)
-    name = env.get("WACLUSTER_POD_NAME") or socket.gethostname()
-    host = env.get("WACLUSTER_ADVERTISE_HOST") or env.get("WACLUSTER_POD_IP") or "127.0.0.1"
+    name = env.get(Env.POD_NAME) or socket.gethostname()
+    host = env.get(Env.ADVERTISE_HOST) or env.get(Env.POD_IP) or "127.0.0.1"
     return NodeIdentity(name=name, node_id=secrets.token_hex(6),
-                        version=env.get("WACLUSTER_VERSION", __version__), address=f"{host}:{control_port}")
+                        version=env.get(Env.VERSION, __version__), address=f"{host}:{control_port}")
+
+
+def gateway_url(env: dict[str, str] | None = None) -> str:
+    """The WhatsApp server the coreapps connect to and the webapps register through."""
+    env = env if env is not None else dict(os.environ)
+    return env.get(Env.GATEWAY_URL, f"http://127.0.0.1:{Port.GATEWAY}")
 

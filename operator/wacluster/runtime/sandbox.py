@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from wacluster.api.interprocess import Env, Port, Role
 from wacluster.runtime.service import metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.sandbox")
@@ -204,10 +205,10 @@ class Gateway:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sandbox", help="run the simulated WhatsApp server")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_GATEWAY_PORT", "6200")))
-    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
+    parser = subparsers.add_parser(Role.SANDBOX, help="run the simulated WhatsApp server")
+    parser.add_argument("--port", type=int, default=Port.GATEWAY)
+    parser.add_argument("--host", default=os.environ.get(Env.LISTEN_HOST, "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=Port.METRICS)
     parser.add_argument("--ban-threshold", type=int, default=3)
     parser.add_argument("--ban-window", type=float, default=60.0)
     parser.add_argument("--ban-cooldown", type=float, default=60.0)

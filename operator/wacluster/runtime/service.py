@@ -11,6 +11,8 @@ from typing import Any, Awaitable, Callable, Coroutine
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from wacluster.api.interprocess import Env, Port
+
 
 def metrics_app(ready: Callable[[], bool | str]) -> web.Application:
     """`ready` returns True, or False / a reason string when the process should not get traffic."""
@@ -35,18 +37,18 @@ def metrics_app(ready: Callable[[], bool | str]) -> web.Application:
 
 
 def add_role_parser(subparsers, name: str, help_text: str, run) -> None:
-    """The options every runtime role shares: control port, listen address, metrics port."""
+    """The options the master and the coreapp share: control port, listen address, metrics port."""
     parser = subparsers.add_parser(name, help=help_text)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_CONTROL_PORT", "6250")))
-    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
+    parser.add_argument("--port", type=int, default=Port.CONTROL)
+    parser.add_argument("--host", default=os.environ.get(Env.LISTEN_HOST, "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=Port.METRICS)
     parser.set_defaults(func=run)
 
 
 def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
     """asyncio.run on uvloop when it is installed (less CPU per request for every role);
-    WACLUSTER_EVENT_LOOP=asyncio selects the standard loop (for comparison or as a fallback)."""
-    if os.environ.get("WACLUSTER_EVENT_LOOP", "uvloop") != "asyncio":
+    Env.EVENT_LOOP=asyncio selects the standard loop (for comparison or as a fallback)."""
+    if os.environ.get(Env.EVENT_LOOP, "uvloop") != "asyncio":
         try:
             import uvloop
         except ImportError:

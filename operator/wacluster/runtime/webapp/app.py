@@ -15,8 +15,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from wacluster.api.interprocess import MEDIA_DIR, Env, Port, Role
 from wacluster.crypto.credentials import self_signed_certificate
 from wacluster.db.connection import conninfo_from_env, open_pool
+from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.webapp.auth import Auth
 from wacluster.runtime.webapp.errors import error_middleware
@@ -89,30 +91,29 @@ def tls_context(directory: str | None) -> ssl.SSLContext:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("webapp", help="run the REST API (routes requests by the shard map)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WACLUSTER_API_PORT", "9090")))
-    parser.add_argument("--host", default=os.environ.get("WACLUSTER_LISTEN_HOST", "0.0.0.0"))
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("WACLUSTER_METRICS_PORT", "9100")))
-    parser.add_argument("--media-dir", default=os.environ.get("WACLUSTER_MEDIA_DIR", "/media"))
-    parser.add_argument("--media-max-bytes", type=int, default=int(os.environ.get("WACLUSTER_MEDIA_MAX_BYTES", 16 * 1024 * 1024)))
-    parser.add_argument("--token-ttl", type=float, default=float(os.environ.get("WACLUSTER_TOKEN_TTL", 7 * 86400)))
+    parser = subparsers.add_parser(Role.WEBAPP, help="run the REST API (routes requests by the shard map)")
+    parser.add_argument("--port", type=int, default=Port.API)
+    parser.add_argument("--host", default=os.environ.get(Env.LISTEN_HOST, "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=Port.METRICS)
+    parser.add_argument("--media-dir", default=MEDIA_DIR)
+    parser.add_argument("--media-max-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--token-ttl", type=float, default=7 * 86400.0)
     parser.add_argument("--plain-http", action="store_true", help="serve without TLS (local benchmarks only)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    username = os.environ.get("WACLUSTER_ADMIN_USERNAME", "admin")
-    password = os.environ.get("WACLUSTER_ADMIN_PASSWORD")
+    username = os.environ.get(Env.ADMIN_USERNAME, "admin")
+    password = os.environ.get(Env.ADMIN_PASSWORD)
     if not password:
-        raise RuntimeError("WACLUSTER_ADMIN_PASSWORD is not set (the operator passes it from the admin Secret)")
+        raise RuntimeError(f"{Env.ADMIN_PASSWORD} is not set (the operator passes it from the admin Secret)")
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), min_size=2, max_size=16)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
         cache = ShardMapCache(pool)
-        handlers = Handlers(pool, cache, Router(cache, session), session,
-                            os.environ.get("WACLUSTER_GATEWAY_URL", "http://127.0.0.1:6200"))
+        handlers = Handlers(pool, cache, Router(cache, session), session, gateway_url())
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
                         Media(pool, Path(args.media_dir), args.media_max_bytes))
         stop = asyncio.Event()
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         background = [asyncio.create_task(cache.run()),
                       asyncio.create_task(WebhookDispatcher(pool, session).run())]
         runners = []
-        context = None if args.plain_http else tls_context(os.environ.get("WACLUSTER_TLS_DIR"))
+        context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
         for application, port, ssl_context in [(app, args.port, context),
                                                (metrics_app(lambda: cache.loaded_at > 0 or "shard map not loaded"),
                                                 args.metrics_port, None)]:

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.interprocess import Role
 from wacluster.api.rest import (
     AccountRequest, ApplicationSettings, OutgoingMessage, ShardsRequest, VerifyRequest,
 )
@@ -79,7 +80,7 @@ class Handlers:
                 raise ApiError("bad_request", "register the account before setting shards")
             if phone != f"+{body.cc}{body.phone_number}":
                 raise ApiError("bad_request", "cc and phone_number do not match the registered account")
-            coreapps = [n for n in await nodes_db.list_nodes(conn, "coreapp") if not n.stopping]
+            coreapps = [n for n in await nodes_db.list_nodes(conn, Role.COREAPP) if not n.stopping]
             if len(coreapps) < body.shards:
                 raise ApiError("bad_request", f"{body.shards} shards need at least {body.shards} coreapps; "
                                               f"{len(coreapps)} are running")

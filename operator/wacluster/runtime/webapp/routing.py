@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.interprocess import NotifyKind
 from wacluster.db.listener import Listener
 
 log = logging.getLogger("wacluster.webapp")
@@ -42,7 +43,7 @@ class ShardMapCache:
         self.listener = Listener(pool, self._notified)
 
     def _notified(self, payload: dict) -> None:
-        if payload.get("kind") in ("shard_map", "handoff", "listening", "settings"):
+        if payload.get("kind") in (NotifyKind.SHARD_MAP, NotifyKind.HANDOFF, NotifyKind.LISTENING, NotifyKind.SETTINGS):
             self._dirty.set()
 
     async def reload(self) -> None:
