@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 from common import ROOT, Bench, emit, rss_mib
+from wacluster.api.interprocess import Env
 from wacluster_testenv.processes import free_port
 
 
@@ -32,8 +33,8 @@ def main() -> None:
         log = open(f"/tmp/wacluster-operator-scale-{os.getpid()}.log", "wb")
         operator = subprocess.Popen([sys.executable, "-m", "wacluster", "operator", "--all-namespaces",
                                      "--metrics-port", str(metrics_port)],
-                                    env={**os.environ, "KUBECONFIG": kubeconfig, "WACLUSTER_NAMESPACE": "default",
-                                         "WACLUSTER_METRICS_ADDR": "127.0.0.1"}, stdout=log, stderr=subprocess.STDOUT)
+                                    env={**os.environ, "KUBECONFIG": kubeconfig, Env.NAMESPACE: "default",
+                                         Env.METRICS_ADDR: "127.0.0.1"}, stdout=log, stderr=subprocess.STDOUT)
         try:
             time.sleep(5)  # the operator takes its Lease and starts watching
             manifests = [{"apiVersion": "wacluster.io/v1alpha1", "kind": "WhatsAppCluster",

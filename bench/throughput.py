@@ -24,6 +24,7 @@ import aiohttp
 
 import wrk_load
 from common import Bench, emit, percentile, rss_mib, start_cluster
+from wacluster.api.interprocess import Env
 
 ROUTED_BODY = '{"to": "+1555%07d", "type": "text", "text": {"body": "bench"}}'
 
@@ -123,7 +124,7 @@ def cpu_per_message(cores_used: dict[str, float], duration: float, sent: int) ->
 
 def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path,
                profile: bool = False, loop: str = "uvloop", generator: str = "wrk") -> dict:
-    os.environ["WACLUSTER_EVENT_LOOP"] = loop  # the roles inherit it (LocalCluster passes os.environ)
+    os.environ[Env.EVENT_LOOP] = loop  # the roles inherit it (LocalCluster passes os.environ)
     cluster = bench.cluster(workdir / f"shards-{shards}-{loop}")
     api = start_cluster(cluster, masters=2, coreapps=shards + 1, shards=shards,
                         settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0})

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from wacluster.api.interprocess import Env  # noqa: E402
 from wacluster_testenv.apiclient import ApiClient  # noqa: E402
 from wacluster_testenv.build import bin_dir  # noqa: E402
 from wacluster_testenv.environment import Environment  # noqa: E402
@@ -87,7 +88,7 @@ def main() -> int:
         operator = subprocess.Popen(
             [sys.executable, "-m", "wacluster", "operator", "--namespace", NAMESPACE, "--metrics-port", "0"],
             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": summary["kubeconfig"], "WACLUSTER_NAMESPACE": NAMESPACE},
+            env={**os.environ, "KUBECONFIG": summary["kubeconfig"], Env.NAMESPACE: NAMESPACE},
         )
 
         say("applying examples/minimal.yaml")

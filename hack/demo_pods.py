@@ -16,6 +16,7 @@ import subprocess
 import yaml
 from demo_story import seed_story
 
+from wacluster.api.interprocess import Port
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.build import bin_dir
 from wacluster_testenv.environment import Environment
@@ -97,7 +98,7 @@ def story(kubectl, kubeconfig: str, namespace: str, say) -> None:
         def sandbox_counts() -> tuple[int, int, int]:
             report = json.loads(kubectl("exec", "-n", namespace, "deploy/whatsapp-sandbox", "--", "python", "-c",
                                         "import urllib.request;print(urllib.request.urlopen("
-                                        "'http://127.0.0.1:6200/inspect/deliveries').read().decode())"))
+                                        f"'http://127.0.0.1:{Port.GATEWAY}/inspect/deliveries').read().decode())"))
             return len(report["deliveries"]), len(report["conflicts"]), len(report["bans"])
 
         seed_story(api, say, fail, sandbox_counts, timeout=60)
