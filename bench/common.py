@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from wacluster.runtime.sandbox import registration_code  # noqa: E402
 from wacluster_testenv.apiclient import ApiClient  # noqa: E402
 from wacluster_testenv.environment import Environment  # noqa: E402
-from wacluster_testenv.localcluster import LocalCluster, wait_until  # noqa: E402
+from wacluster_testenv.eventually import eventually  # noqa: E402
+from wacluster_testenv.localcluster import LocalCluster  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -95,7 +96,7 @@ def start_cluster(cluster: LocalCluster, masters: int, coreapps: int, shards: in
         api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")})
     else:
         cluster.register()
-    wait_until(lambda: len(cluster.shard_owners()) == shards and all(o[0] for o in cluster.shard_owners().values()),
+    eventually(lambda: len(cluster.shard_owners()) == shards and all(o[0] for o in cluster.shard_owners().values()),
                60, what=f"{shards} shard(s) connected")
     return api
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import Bench, emit, start_cluster, summary, wait_until
+from common import Bench, emit, eventually, start_cluster, summary
 
 MODES = {
     "defaults": {"masters": 2, "settings": {"heartbeat_interval": 5.0, "unhealthy_interval": 30.0,
@@ -85,24 +85,24 @@ def run_mode(bench: Bench, mode: str, runs: int, workdir: Path, scenarios: list[
             for _ in range(runs):
                 time.sleep(1.0)
                 if scenario.startswith("coreapp"):
-                    owner = wait_until(lambda: cluster.shard_owners()[0][0], 120, what="a shard owner")
+                    owner = eventually(lambda: cluster.shard_owners()[0][0], 120, what="a shard owner")
                     sig = signal.SIGKILL if scenario.endswith("sigkill") else signal.SIGTERM
                     fault_at = time.monotonic()
                     cluster.roles[owner].signal(sig)
-                    wait_until(lambda: (o := cluster.shard_owners()[0][0]) not in (None, owner) and o, 300,
+                    eventually(lambda: (o := cluster.shard_owners()[0][0]) not in (None, owner) and o, 300,
                                what="a new owner")
-                    wait_until(lambda: any(t > fault_at for t, _ in load.accepted[-50:]), 120, what="traffic again")
+                    eventually(lambda: any(t > fault_at for t, _ in load.accepted[-50:]), 120, what="traffic again")
                     gap = load.gap_around(fault_at)
                     if gap is not None:
                         results[scenario].append(gap)
                     cluster.roles[owner].wait(30)
                     cluster.start_coreapp(f"wacore{next(spares)}")  # keep a standby for the next run
                 else:
-                    primary = wait_until(cluster.primary_master, 120, what="a primary")
+                    primary = eventually(cluster.primary_master, 120, what="a primary")
                     sig = signal.SIGKILL if scenario.endswith("sigkill") else signal.SIGTERM
                     fault_at = time.monotonic()
                     cluster.roles[primary].signal(sig)
-                    wait_until(lambda: (p := cluster.primary_master()) not in (None, primary) and p, 300,
+                    eventually(lambda: (p := cluster.primary_master()) not in (None, primary) and p, 300,
                                what="a new primary")
                     results[scenario].append(time.monotonic() - fault_at)
                     cluster.roles[primary].wait(30)

@@ -26,7 +26,8 @@ from wacluster.api.interprocess import Env  # noqa: E402
 from wacluster_testenv.apiclient import ApiClient  # noqa: E402
 from wacluster_testenv.build import bin_dir  # noqa: E402
 from wacluster_testenv.environment import Environment  # noqa: E402
-from wacluster_testenv.localcluster import LocalCluster, wait_until  # noqa: E402
+from wacluster_testenv.eventually import eventually  # noqa: E402
+from wacluster_testenv.localcluster import LocalCluster  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "hack"))
 from demo_story import seed_story  # noqa: E402
@@ -99,7 +100,7 @@ def main() -> int:
             items = json.loads(out)["items"]
             return items and all((i.get("status") or {}).get("phase") == "Ready" for i in items)
 
-        wait_until(ready, 180, interval=1.0, what="the WhatsAppCluster to become Ready")
+        eventually(ready, 180, interval=1.0, what="the WhatsAppCluster to become Ready")
         say("the cluster is Ready")
         print(kubectl("get", "wac", "-n", NAMESPACE), flush=True)
         print(kubectl("get", "deployments,statefulsets,jobs,services,pdb,pvc,secrets,configmaps,"

@@ -21,7 +21,7 @@ from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.build import bin_dir
 from wacluster_testenv.environment import Environment
 from wacluster_testenv.images import build_images, import_into_containerd
-from wacluster_testenv.localcluster import wait_until
+from wacluster_testenv.eventually import eventually
 from wacluster_testenv.processes import free_port
 from wacluster_testenv.node import host_problems
 
@@ -64,7 +64,7 @@ def run(root, say, kubectl_factory, namespace: str, keep: bool) -> int:
             "monitoring": {"heartbeatInterval": 1, "unhealthyInterval": 3},
         })
         print(kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest)), flush=True)
-        wait_until(lambda: (json.loads(kubectl("get", "wac", "whatsapp", "-n", namespace, "-o", "json"))
+        eventually(lambda: (json.loads(kubectl("get", "wac", "whatsapp", "-n", namespace, "-o", "json"))
                             .get("status", {}).get("phase") == "Ready"), 600, interval=2.0,
                    what="the WhatsAppCluster to become Ready")
         say("the cluster is Ready")
@@ -89,7 +89,7 @@ def story(kubectl, kubeconfig: str, namespace: str, say) -> None:
         api = ApiClient(f"https://127.0.0.1:{port}")
         secret = json.loads(kubectl("get", "secret", "whatsapp-admin", "-n", namespace, "-o", "json"))["data"]
         user, password = (base64.b64decode(secret[k]).decode() for k in ("username", "password"))
-        wait_until(lambda: _answers(api, user, password), 60, what="the API through the port-forward")
+        eventually(lambda: _answers(api, user, password), 60, what="the API through the port-forward")
 
         def fail(owner: str) -> None:
             say(f"deleting the connected coreapp's pod {owner} at once (grace period 0: an unplanned failure)")

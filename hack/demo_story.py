@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from wacluster.runtime.sandbox import registration_code
 from wacluster_testenv.apiclient import ApiClient
-from wacluster_testenv.localcluster import wait_until
+from wacluster_testenv.eventually import eventually
 
 
 def show_health(api: ApiClient, title: str) -> None:
@@ -30,7 +30,7 @@ def seed_story(api: ApiClient, say: Callable[[str], None], fail: Callable[[str],
     (delivered, conflicts, bans)."""
     # Unregistered coreapps answer "Service not ready" until the account exists; what matters
     # first is that all four report and one master is primary.
-    wait_until(lambda: len(h := api.health()) == 4 and any(v.get("role") == "primary_master" for v in h.values()),
+    eventually(lambda: len(h := api.health()) == 4 and any(v.get("role") == "primary_master" for v in h.values()),
                timeout, what="every node reporting")
     show_health(api, "before registration")
     say("registering the account (POST /v1/account, then /v1/account/verify with the sandbox's code)")
@@ -38,7 +38,7 @@ def seed_story(api: ApiClient, say: Callable[[str], None], fail: Callable[[str],
     api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")})
     connected = lambda: [k for k, v in api.health().items()  # noqa: E731
                          if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"]
-    wait_until(connected, timeout, what="a connected coreapp")
+    eventually(connected, timeout, what="a connected coreapp")
     show_health(api, "registered: one coreapp connected, the other a standby")
 
     reply = api.send_text("+15551234567", "Hello from wacluster")
@@ -46,7 +46,7 @@ def seed_story(api: ApiClient, say: Callable[[str], None], fail: Callable[[str],
     owner = connected()[0].split(":")[0]
     fail(owner)
     started = time.monotonic()
-    wait_until(lambda: [k for k in connected() if not k.startswith(owner + ":")], timeout,
+    eventually(lambda: [k for k in connected() if not k.startswith(owner + ":")], timeout,
                what="the standby connected")
     say(f"the standby took over shard 0 in {time.monotonic() - started:.1f}s (heartbeat 1 s, unhealthy 3 s)")
     show_health(api, "after the failover")

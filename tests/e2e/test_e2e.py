@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from wacluster.runtime.sandbox import registration_code
 from wacluster_testenv.apiclient import ApiClient
+from wacluster_testenv.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,16 +65,6 @@ def kubectl(kubeconfig: str, *args: str, check: bool = True) -> str:
     return result.stdout
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"{what} not reached within {timeout}s")
-
-
 def cluster_manifest(name: str, tag: str, deletion_policy: str) -> str:
     spec: dict = {"version": tag, "deletionPolicy": deletion_policy,
                   "image": {"repository": IMAGE.rsplit(":", 1)[0], "pullPolicy": "Never"}}
@@ -106,20 +96,21 @@ def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig):
                     f"--kubeconfig={e2e_kubeconfig}", "--wait", "--timeout=5m"], check=True)
     # Retain (the default) first: deleting the cluster keeps its volumes and database credentials.
     apply(cluster_manifest("whatsapp", tag, "Retain"))
-    wait_for(lambda: phase(k, ns, "whatsapp") == "Ready", 600, "cluster Ready")
+    eventually(lambda: phase(k, ns, "whatsapp") == "Ready", 600, interval=1, what="cluster Ready")
 
     port_forward = subprocess.Popen(["kubectl", f"--kubeconfig={e2e_kubeconfig}", "port-forward", "-n", ns,
                                      "svc/whatsapp-api", "19090:9090"], stdout=subprocess.DEVNULL)
     try:
-        time.sleep(3)
         secret = json.loads(k("get", "secret", "whatsapp-admin", "-n", ns, "-o", "json"))["data"]
         api = ApiClient("https://127.0.0.1:19090")
-        assert api.login(base64.b64decode(secret["username"]).decode(),
-                         base64.b64decode(secret["password"]).decode()).status == 200
+        login = eventually(lambda: api.login(base64.b64decode(secret["username"]).decode(),
+                                             base64.b64decode(secret["password"]).decode()),
+                           60, interval=1, ignore=(OSError,), what="the API answering through the port-forward")
+        assert login.status == 200
         api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111"})
         assert api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")}).status == 201
-        wait_for(lambda: any(v.get("gateway_status") == "connected" and v.get("role") == "coreapp"
-                             for v in api.health().values()), 120, "a connected coreapp")
+        eventually(lambda: any(v.get("gateway_status") == "connected" and v.get("role") == "coreapp"
+                               for v in api.health().values()), 120, interval=1, what="a connected coreapp")
         ids = [api.send_text(f"+1555700{i:04d}", "e2e").body["messages"][0]["id"] for i in range(20)]
 
         primary = json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json"))["status"]["primaryMaster"]
@@ -127,8 +118,9 @@ def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig):
                  if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"][0]
         k("delete", "pod", owner, "-n", ns, "--wait=false")
         k("delete", "pod", primary, "-n", ns, "--wait=false")
-        wait_for(lambda: any(v.get("gateway_status") == "connected" and v.get("role") == "coreapp"
-                             and not key.startswith(owner) for key, v in api.health().items()), 180, "failover")
+        eventually(lambda: any(v.get("gateway_status") == "connected" and v.get("role") == "coreapp"
+                               and not key.startswith(owner) for key, v in api.health().items()), 180,
+                   interval=1, what="failover")
         ids += [api.send_text(f"+1555701{i:04d}", "after").body["messages"][0]["id"] for i in range(20)]
         delivered = json.loads(k("exec", "-n", ns, "deploy/whatsapp-sandbox", "--", "python", "-c",
                                  "import urllib.request;print(urllib.request.urlopen("
@@ -140,21 +132,22 @@ def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig):
         port_forward.terminate()
 
     k("patch", "wac", "whatsapp", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"version": NEXT_TAG}}))
-    wait_for(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
-             .get("version") == NEXT_TAG, 600, "upgrade finished")
+    eventually(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
+               .get("version") == NEXT_TAG, 600, interval=1, what="upgrade finished")
     job = json.loads(k("get", "job", f"whatsapp-dbupgrade-{NEXT_TAG}", "-n", ns, "-o", "json"))
     assert job["status"].get("succeeded") == 1
-    wait_for(lambda: phase(k, ns, "whatsapp") == "Ready", 600, "Ready on the new version")
+    eventually(lambda: phase(k, ns, "whatsapp") == "Ready", 600, interval=1, what="Ready on the new version")
     k("delete", "wac", "whatsapp", "-n", ns, "--timeout=300s")
     kept = [("pvc", "data-whatsapp-db-0"), ("pvc", "whatsapp-media"), ("secret", "whatsapp-db-credentials")]
     assert all(exists(k, ns, kind, name) for kind, name in kept), "Retain must keep volumes and credentials"
 
     # Delete: the same cluster comes back on the retained data, then goes with everything.
     apply(cluster_manifest("whatsapp", NEXT_TAG, "Delete"))
-    wait_for(lambda: phase(k, ns, "whatsapp") == "Ready", 600, "cluster Ready again on the retained data")
+    eventually(lambda: phase(k, ns, "whatsapp") == "Ready", 600, interval=1,
+               what="cluster Ready again on the retained data")
     k("delete", "wac", "whatsapp", "-n", ns, "--timeout=300s")
-    wait_for(lambda: not any(exists(k, ns, kind, name) for kind, name in kept), 120,
-             "volumes and credentials deleted")
+    eventually(lambda: not any(exists(k, ns, kind, name) for kind, name in kept), 120,
+               interval=1, what="volumes and credentials deleted")
     subprocess.run(["helm", "uninstall", "wa", "-n", ns, f"--kubeconfig={e2e_kubeconfig}", "--wait"], check=True)
     assert not k("get", "deployments,statefulsets", "-n", ns, "-o", "name").strip(), "uninstall left workloads"
     k("delete", "namespace", ns, "--wait=false")

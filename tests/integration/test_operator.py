@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
+from functools import partial
 
 import pytest
+
+from wacluster_testenv.eventually import eventually
 
 pytestmark = pytest.mark.integration
 
 
-def eventually(check, timeout: float = 90.0, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except RuntimeError as exc:  # kubectl: object not there yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
+# The operator converges within seconds; the bound is generous. kubectl failing (the `k` fixture's
+# RuntimeError, e.g. an object not created yet) counts as "not yet".
+until_reconciled = partial(eventually, timeout=90.0, interval=0.5, ignore=(RuntimeError,))
 
 
 @pytest.fixture
@@ -49,8 +42,8 @@ def status(k, ns, name="wa"):
 
 
 def wait_phase(k, ns, phase, name="wa", timeout=90):
-    return eventually(lambda: status(k, ns, name).get("phase") == phase and status(k, ns, name),
-                      timeout=timeout, what=f"phase {phase}")
+    return until_reconciled(lambda: status(k, ns, name).get("phase") == phase and status(k, ns, name),
+                            timeout=timeout, what=f"phase {phase}")
 
 
 def image_of(k, ns, deployment):
@@ -85,12 +78,12 @@ def test_scaling_and_shards_reach_the_children(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")
     apply_cluster(k, ns, shards=2, coreapps={"replicas": 3}, masters={"replicas": 1})
-    eventually(lambda: get(k, ns, "deployment", "wa-coreapp")["spec"]["replicas"] == 3, what="3 coreapps")
-    eventually(lambda: get(k, ns, "deployment", "wa-master")["spec"]["replicas"] == 1, what="1 master")
+    until_reconciled(lambda: get(k, ns, "deployment", "wa-coreapp")["spec"]["replicas"] == 3, what="3 coreapps")
+    until_reconciled(lambda: get(k, ns, "deployment", "wa-master")["spec"]["replicas"] == 1, what="1 master")
     settings = lambda: json.loads(get(k, ns, "configmap", "wa-settings")["data"]["settings.json"])  # noqa: E731
-    eventually(lambda: settings()["shards"] == 2, what="2 shards in settings")
-    eventually(lambda: "NotFound" in k("get", "pdb", "wa-master", "-n", ns, check=False) or
-               not k("get", "pdb", "wa-master", "-n", ns, "--ignore-not-found"), what="master PDB pruned")
+    until_reconciled(lambda: settings()["shards"] == 2, what="2 shards in settings")
+    until_reconciled(lambda: "NotFound" in k("get", "pdb", "wa-master", "-n", ns, check=False) or
+                     not k("get", "pdb", "wa-master", "-n", ns, "--ignore-not-found"), what="master PDB pruned")
     st = wait_phase(k, ns, "Ready")
     degraded = {c["type"]: c for c in st["conditions"]}["Degraded"]
     assert degraded["status"] == "True" and "only one master" in degraded["message"]
@@ -101,23 +94,23 @@ def test_deleted_or_edited_children_are_restored(k, ns):
     wait_phase(k, ns, "Ready")
     original_uid = get(k, ns, "deployment", "wa-webapp")["metadata"]["uid"]
     k("delete", "deployment", "wa-webapp", "-n", ns)
-    eventually(lambda: get(k, ns, "deployment", "wa-webapp")["metadata"]["uid"] != original_uid,
-               what="webapp Deployment re-created")
+    until_reconciled(lambda: get(k, ns, "deployment", "wa-webapp")["metadata"]["uid"] != original_uid,
+                     what="webapp Deployment re-created")
     k("scale", "deployment", "wa-master", "-n", ns, "--replicas=5")
-    eventually(lambda: get(k, ns, "deployment", "wa-master")["spec"]["replicas"] == 2, what="replicas restored")
+    until_reconciled(lambda: get(k, ns, "deployment", "wa-master")["spec"]["replicas"] == 2, what="replicas restored")
     k("patch", "service", "wa-api", "-n", ns, "--type=merge", "-p", '{"spec":{"ports":[{"name":"https","port":1234,"targetPort":"https"}]}}')
-    eventually(lambda: any(p["port"] == 9090 for p in get(k, ns, "service", "wa-api")["spec"]["ports"]),
-               what="API port restored")
+    until_reconciled(lambda: any(p["port"] == 9090 for p in get(k, ns, "service", "wa-api")["spec"]["ports"]),
+                     what="API port restored")
 
 
 def test_version_upgrade_runs_the_dbupgrade_job_then_rolls_the_roles(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")
     apply_cluster(k, ns, version="1.1.0")
-    job = eventually(lambda: get(k, ns, "job", "wa-dbupgrade-1-1-0"), what="dbupgrade Job for 1.1.0")
+    job = until_reconciled(lambda: get(k, ns, "job", "wa-dbupgrade-1-1-0"), what="dbupgrade Job for 1.1.0")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "wacluster:1.1.0"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["dbupgrade"]
-    st = eventually(lambda: status(k, ns).get("version") == "1.1.0" and status(k, ns), what="version 1.1.0")
+    st = until_reconciled(lambda: status(k, ns).get("version") == "1.1.0" and status(k, ns), what="version 1.1.0")
     finished = get(k, ns, "job", "wa-dbupgrade-1-1-0")["status"]
     assert finished.get("succeeded") == 1
     for role in ("master", "coreapp", "webapp"):
@@ -141,9 +134,9 @@ def test_failed_dbupgrade_job_blocks_the_rollout_with_a_clear_condition(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")
     k("apply", "-f", "-", input=json.dumps(_failing_job(ns, "wa-dbupgrade-9-9-9")))
-    eventually(lambda: any(c["type"] == "Failed" and c["status"] == "True"
-                           for c in get(k, ns, "job", "wa-dbupgrade-9-9-9")["status"].get("conditions", [])),
-               what="the prepared Job failed")
+    until_reconciled(lambda: any(c["type"] == "Failed" and c["status"] == "True"
+                                 for c in get(k, ns, "job", "wa-dbupgrade-9-9-9")["status"].get("conditions", [])),
+                     what="the prepared Job failed")
     apply_cluster(k, ns, version="9.9.9")
     st = wait_phase(k, ns, "Failed")
     degraded = {c["type"]: c for c in st["conditions"]}["Degraded"]
@@ -196,12 +189,12 @@ def _secret_password(k, ns, name):
 def test_retain_keeps_data_and_recreation_reattaches_it(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")
-    db_claim = eventually(lambda: get(k, ns, "pvc", "data-wa-db-0"), what="database claim")
+    db_claim = until_reconciled(lambda: get(k, ns, "pvc", "data-wa-db-0"), what="database claim")
     media_uid = get(k, ns, "pvc", "wa-media")["metadata"]["uid"]
     password = _secret_password(k, ns, "wa-db-credentials")
     k("delete", "wac", "wa", "-n", ns, "--timeout=60s")
-    eventually(lambda: not k("get", "deployment", "-n", ns, "-l", "app.kubernetes.io/instance=wa",
-                             "-o", "name"), what="owned objects collected")
+    until_reconciled(lambda: not k("get", "deployment", "-n", ns, "-l", "app.kubernetes.io/instance=wa",
+                                   "-o", "name"), what="owned objects collected")
     assert get(k, ns, "pvc", "wa-media")["metadata"]["uid"] == media_uid
     assert get(k, ns, "pvc", "data-wa-db-0")["metadata"]["uid"] == db_claim["metadata"]["uid"]
     assert _secret_password(k, ns, "wa-db-credentials") == password
@@ -216,17 +209,17 @@ def test_retain_keeps_data_and_recreation_reattaches_it(k, ns):
 def test_delete_policy_removes_volumes_and_database_credentials(k, ns):
     apply_cluster(k, ns, deletionPolicy="Delete")
     wait_phase(k, ns, "Ready")
-    eventually(lambda: get(k, ns, "pvc", "data-wa-db-0"), what="database claim")
+    until_reconciled(lambda: get(k, ns, "pvc", "data-wa-db-0"), what="database claim")
     k("delete", "wac", "wa", "-n", ns, "--timeout=60s")
     for kind, name in [("pvc", "wa-media"), ("pvc", "data-wa-db-0"), ("secret", "wa-db-credentials")]:
-        eventually(lambda: not k("get", kind, name, "-n", ns, "--ignore-not-found", "-o", "name")
-                   or get(k, ns, kind, name)["metadata"].get("deletionTimestamp"),
-                   what=f"{kind} {name} deleted")
+        until_reconciled(lambda: not k("get", kind, name, "-n", ns, "--ignore-not-found", "-o", "name")
+                         or get(k, ns, kind, name)["metadata"].get("deletionTimestamp"),
+                         what=f"{kind} {name} deleted")
 
 
 def test_operator_restart_mid_reconcile_leaves_no_duplicates(k, ns, running_operator):
     apply_cluster(k, ns)
-    eventually(lambda: get(k, ns, "secret", "wa-admin"), what="first objects created", interval=0.1)
+    until_reconciled(lambda: get(k, ns, "secret", "wa-admin"), what="first objects created", interval=0.1)
     running_operator.kill()  # SIGKILL half-way through the first reconcile
     admin_password = _secret_password(k, ns, "wa-admin")
     running_operator.start()
@@ -277,14 +270,14 @@ def test_status_mirrors_the_primary_master_and_shard_map_published_on_the_lease(
     wait_phase(k, ns, "Ready")
     shards = [{"shard": 0, "coreapp": "wa-coreapp-aaa", "epoch": 3, "since": "2026-01-01T00:00:00Z"}]
     k("apply", "-f", "-", input=json.dumps(_master_lease(ns, "wa-master-xyz", shards)))
-    st = eventually(lambda: status(k, ns).get("primaryMaster") == "wa-master-xyz" and status(k, ns),
-                    what="primary mirrored")
+    st = until_reconciled(lambda: status(k, ns).get("primaryMaster") == "wa-master-xyz" and status(k, ns),
+                          what="primary mirrored")
     assert st["shards"][0]["coreapp"] == "wa-coreapp-aaa" and st["shards"][0]["epoch"] == 3
     assert "wa-master-xyz" in k("get", "wac", "wa", "-n", ns)
     shards = [{"shard": 0, "coreapp": "wa-coreapp-bbb", "epoch": 4, "since": "2026-01-01T00:01:00Z"}]
     k("apply", "-f", "-", input=json.dumps(_master_lease(ns, "wa-master-xyz", shards)))
-    eventually(lambda: "CoreappPromoted" in k("get", "events", "-n", ns, "--field-selector",
-                                              "involvedObject.kind=WhatsAppCluster"), what="promotion event")
+    until_reconciled(lambda: "CoreappPromoted" in k("get", "events", "-n", ns, "--field-selector",
+                                                    "involvedObject.kind=WhatsAppCluster"), what="promotion event")
     shards = [{"shard": 0, "coreapp": None, "epoch": 4, "since": "2026-01-01T00:01:00Z"}]
     k("apply", "-f", "-", input=json.dumps(_master_lease(ns, "wa-master-xyz", shards)))
     st = wait_phase(k, ns, "Degraded")
