@@ -1,27 +1,15 @@
 """The local control plane behaves like a real cluster: these are the properties the operator,
-the Lease election and the chart depend on."""
+the Lease election and the chart depend on. They test the harness, not the product."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-pytestmark = pytest.mark.integration
+from wacluster_testenv.eventually import eventually_async
 
-
-async def _eventually(check, timeout: float = 60.0, interval: float = 0.25):
-    """Poll `check` until it returns a truthy value; the bound is generous, never a speed assert."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        await asyncio.sleep(interval)
+pytestmark = pytest.mark.harness
 
 
 async def test_lease_update_with_stale_resource_version_is_rejected_with_conflict(kube_api, namespace):
@@ -47,7 +35,8 @@ async def test_deployment_becomes_available_on_kwok_nodes(kube_api, namespace):
     apps = client.AppsV1Api(kube_api)
     core = client.CoreV1Api(kube_api)
     labels = {"app": "probe"}
-    await _eventually(lambda: _default_serviceaccount_exists(core, namespace))
+    await eventually_async(lambda: _default_serviceaccount_exists(core, namespace), 60, interval=0.25,
+                           what="the default ServiceAccount")
     await apps.create_namespaced_deployment(namespace, client.V1Deployment(
         metadata=client.V1ObjectMeta(name="probe"),
         spec=client.V1DeploymentSpec(
@@ -68,7 +57,7 @@ async def test_deployment_becomes_available_on_kwok_nodes(kube_api, namespace):
         conditions = {c.type: c.status for c in dep.status.conditions or []}
         return conditions.get("Available") == "True" and dep.status.available_replicas == 3
 
-    await _eventually(available)
+    await eventually_async(available, 60, interval=0.25, what="the Deployment Available with 3 replicas")
     pods = await core.list_namespaced_pod(namespace, label_selector="app=probe")
     nodes = {pod.spec.node_name for pod in pods.items}
     assert len(nodes) == 3
@@ -99,7 +88,7 @@ async def test_garbage_collector_deletes_dependents_of_a_deleted_owner(kube_api,
             return exc.status == 404
         return False
 
-    await _eventually(dependent_gone)
+    await eventually_async(dependent_gone, 60, interval=0.25, what="the dependent collected")
 
 
 async def test_service_account_token_needs_rbac_to_read_leases(kube_api, kubeconfig, namespace):
@@ -144,7 +133,7 @@ async def test_service_account_token_needs_rbac_to_read_leases(kube_api, kubecon
                     raise
                 return False
 
-        assert await _eventually(allowed, timeout=30)
+        assert await eventually_async(allowed, 30, interval=0.25, what="the Role binding in force")
 
 
 CEL_CRD_GROUP = "testenv.wacluster.io"
@@ -177,7 +166,7 @@ async def test_crd_cel_rule_rejects_invalid_object_with_its_message(kube_api, na
             crd = await extensions.read_custom_resource_definition(name)
             return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
 
-        await _eventually(established)
+        await eventually_async(established, 60, interval=0.25, what="the CRD Established")
         kind = f"W{plural[1:-1]}"
         good = {"apiVersion": f"{CEL_CRD_GROUP}/v1", "kind": kind,
                 "metadata": {"name": "good"}, "spec": {"min": 1, "max": 2}}
@@ -191,7 +180,7 @@ async def test_crd_cel_rule_rejects_invalid_object_with_its_message(kube_api, na
                     raise
                 return False
 
-        await _eventually(accepted)
+        await eventually_async(accepted, 60, interval=0.25, what="the CRD served")
         bad = {**good, "metadata": {"name": "bad"}, "spec": {"min": 3, "max": 2}}
         with pytest.raises(ApiException) as err:
             await custom.create_namespaced_custom_object(CEL_CRD_GROUP, "v1", namespace, plural, bad)
@@ -199,39 +188,3 @@ async def test_crd_cel_rule_rejects_invalid_object_with_its_message(kube_api, na
         assert "spec.min must not exceed spec.max" in err.value.body
     finally:
         await extensions.delete_custom_resource_definition(name)
-
-
-async def test_a_watching_standby_takes_a_released_lease_before_its_next_poll(kube_api, namespace):
-    from wacluster.domain.election import LeaderElector, Timings
-    from wacluster.kube.lease import KubeLeaseStore, campaign
-
-    # A 40 s retry period: without the watch the standby would look again only 40 s later.
-    timings = Timings(lease_duration=60, renew_deadline=50, retry_period=40)
-    events: list[str] = []
-
-    def candidate(name: str, stop: asyncio.Event) -> asyncio.Task:
-        store = KubeLeaseStore(kube_api, namespace, "watched")
-
-        async def started(term):
-            events.append(f"{name} leads term {term}")
-
-        async def stopped():
-            events.append(f"{name} stopped")
-
-        return asyncio.create_task(campaign(LeaderElector(store, name, timings), store, started, stopped, stop))
-
-    stop_a, stop_b = asyncio.Event(), asyncio.Event()
-    a = candidate("a", stop_a)
-    await _eventually(lambda: asyncio.sleep(0, events == ["a leads term 1"]), timeout=30)
-    b = candidate("b", stop_b)
-    await asyncio.sleep(2)  # b has looked once, found a's fresh lease and is waiting out its retry
-    assert events == ["a leads term 1"]
-    stop_a.set()
-    await a
-    loop = asyncio.get_running_loop()
-    released_at = loop.time()
-    await _eventually(lambda: asyncio.sleep(0, "b leads term 2" in events), timeout=30)
-    assert loop.time() - released_at < 20  # half the retry period: woken by the watch, not a poll
-    assert events[:3] == ["a leads term 1", "a stopped", "b leads term 2"]
-    stop_b.set()
-    await b
