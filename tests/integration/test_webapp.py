@@ -6,13 +6,14 @@ import http.server
 import json
 import signal
 import threading
-import time
 
 import pytest
 
+from wacluster.domain.ha import lease_ttl
 from wacluster.runtime.sandbox import registration_code
 from wacluster_testenv.apiclient import ApiClient
-from wacluster_testenv.localcluster import LocalCluster, wait_until
+from wacluster_testenv.eventually import eventually
+from wacluster_testenv.localcluster import DEFAULT_SETTINGS, LocalCluster
 
 pytestmark = pytest.mark.integration
 PASSWORD = "secret-admin-password"
@@ -57,7 +58,7 @@ def test_seed_001_walkthrough(cluster):
     for name in ("wacore1", "wacore2"):
         cluster.start_coreapp(name)
     api = api_for(cluster)
-    health = wait_until(lambda: (h := roles_in(api.health())) and len(h) == 4 and
+    health = eventually(lambda: (h := roles_in(api.health())) and len(h) == 4 and
                         any(v.get("role") == "primary_master" for v in h.values()) and h, 30,
                         what="health listing 2 masters and 2 coreapps with a primary")
     primary = [n for n, v in health.items() if v.get("role") == "primary_master"]
@@ -65,32 +66,32 @@ def test_seed_001_walkthrough(cluster):
     assert health["wacore1"]["errors"][0]["code"] == 1011
 
     register(api)
-    wait_until(lambda: len(connected_coreapps(api)) == 1, 30, what="one coreapp connected")
+    eventually(lambda: len(connected_coreapps(api)) == 1, 30, what="one coreapp connected")
 
     reply = api.request("POST", "/v1/account/shards", {"cc": "1", "phone_number": "5550001111", "shards": 2})
     assert reply.status == 201, reply.body
-    wait_until(lambda: len(connected_coreapps(api)) == 2, 30, what="two coreapps connected")
+    eventually(lambda: len(connected_coreapps(api)) == 2, 30, what="two coreapps connected")
     health = roles_in(api.health())
     primary = [v for v in health.values() if v.get("role") == "primary_master"][0]
     assert primary["gateway_status"] == "connected"
 
     cluster.start_coreapp("wacore3")
-    wait_until(lambda: roles_in(api.health()).get("wacore3", {}).get("gateway_status") == "disconnected", 30,
+    eventually(lambda: roles_in(api.health()).get("wacore3", {}).get("gateway_status") == "disconnected", 30,
                what="wacore3 listed as a disconnected standby")
     victim = sorted(connected_coreapps(api))[0]
     cluster.roles[victim].signal(signal.SIGKILL)
-    wait_until(lambda: "wacore3" in connected_coreapps(api) and len(connected_coreapps(api) - {victim}) == 2, 30,
+    eventually(lambda: "wacore3" in connected_coreapps(api) and len(connected_coreapps(api) - {victim}) == 2, 30,
                what="the standby connected and 2 shards connected")
 
 
-def start_ha(cluster, coreapps=2):
+def start_ha(cluster, coreapps=2, api: ApiClient | None = None) -> ApiClient:
     for name in ("master1", "master2"):
         cluster.start_master(name)
     for i in range(1, coreapps + 1):
         cluster.start_coreapp(f"wacore{i}")
-    api = api_for(cluster)
+    api = api or api_for(cluster)
     register(api)
-    wait_until(lambda: len(connected_coreapps(api)) == 1, 30, what="one coreapp connected")
+    eventually(lambda: len(connected_coreapps(api)) == 1, 30, what="one coreapp connected")
     return api
 
 
@@ -109,16 +110,19 @@ def test_every_accepted_message_is_delivered_exactly_once_through_a_failover(clu
 
     thread = threading.Thread(target=sender)
     thread.start()
-    time.sleep(1.5)
-    owner = sorted(connected_coreapps(api))[0]
-    cluster.roles[owner].signal(signal.SIGKILL)
-    wait_until(lambda: connected_coreapps(api) - {owner}, 30, what="the standby connected")
-    time.sleep(1.5)
-    sending.clear()
-    thread.join()
+    try:
+        eventually(lambda: len(accepted) >= 10, 30, what="messages accepted before the kill")
+        owner = sorted(connected_coreapps(api))[0]
+        cluster.roles[owner].signal(signal.SIGKILL)
+        eventually(lambda: connected_coreapps(api) - {owner}, 60, what="the standby connected")
+        before = len(accepted)
+        eventually(lambda: len(accepted) >= before + 10, 30, what="messages accepted after the failover")
+    finally:
+        sending.clear()
+        thread.join()
     ids = [r.body["messages"][0]["id"] for r in accepted]
     assert ids and len(ids) == len(set(ids))
-    wait_until(lambda: set(ids) <= {d["id"] for d in cluster.gateway("/inspect/deliveries")["deliveries"]}, 20,
+    eventually(lambda: set(ids) <= {d["id"] for d in cluster.gateway("/inspect/deliveries")["deliveries"]}, 20,
                what="every accepted message delivered")
     report = cluster.gateway("/inspect")
     assert report["conflicts"] == 0 and report["bans"] == 0
@@ -129,7 +133,12 @@ def test_messages_route_and_health_answers_with_every_master_down(cluster):
     api = start_ha(cluster)
     for name in ("master1", "master2"):
         cluster.roles[name].stop()
-    time.sleep(4)  # longer than the shard lease
+    stopped_at = cluster.query("SELECT now()")[0][0]
+    ttl = lease_ttl(DEFAULT_SETTINGS["heartbeat_interval"], DEFAULT_SETTINGS["unhealthy_interval"])
+    # Past the end of any shard lease granted while a master ran, the lease is still live.
+    eventually(lambda: cluster.query("SELECT now() > %s + make_interval(secs => %s) AND lease_until > now() "
+                                     "FROM shard_map WHERE shard = 0", (stopped_at, ttl))[0][0], 30,
+               what="the shard lease renewed with every master down")
     replies = [api.send_text(f"+1555500{i:04d}", "no masters") for i in range(10)]
     assert all(r.status == 201 for r in replies)
     health = roles_in(api.health())
@@ -143,9 +152,10 @@ def test_login_and_token_paths(cluster):
     bad = api.request("GET", "/v1/health", headers={"Authorization": "Bearer not-a-token"})
     assert bad.status == 401 and bad.error["code"] == 1005 and "log in again" in bad.error["details"]
     assert api.request("GET", "/v1/health").status == 200
-    time.sleep(12.5)  # past the 2 s expiry and the 10 s positive cache
-    expired = api.request("GET", "/v1/health")
-    assert expired.status == 401
+    # Expires after 2 s; a webapp may keep a token it checked in its positive cache for 10 s more.
+    expired = eventually(lambda: (r := api.request("GET", "/v1/health")).status == 401 and r, 60,
+                         interval=0.5, what="the 2 s token refused")
+    assert expired.error["code"] == 1005
 
 
 def test_settings_are_validated_and_applied(cluster):
@@ -213,19 +223,21 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 
 def test_webhooks_are_retried_until_the_receiver_accepts(cluster):
+    _Receiver.received, _Receiver.failures_left = [], 2
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        api = start_ha(cluster)
+        api = api_for(cluster)
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         assert api.request("PATCH", "/v1/settings/application", {"webhooks": {"url": url}}).status == 200
-        time.sleep(1.5)  # coreapps read the webhook setting on their next cycle
+        start_ha(cluster, api=api)  # the coreapps start with the webhook already configured
         reply = api.send_text("+15556000001", "status please")
         assert reply.status == 201
         message_id = reply.body["messages"][0]["id"]
-        wait_until(lambda: any(s["id"] == message_id for e in _Receiver.received for s in e.get("statuses", [])),
-                   30, what="the delivery status webhook")
-        attempts = cluster.query("SELECT max(attempts) FROM webhook_events")[0][0]
-        assert attempts >= 3  # two refusals, then success
+        eventually(lambda: any(s["id"] == message_id for e in _Receiver.received for s in e.get("statuses", [])),
+                   60, what="the delivery status webhook")
+        events = cluster.query("SELECT attempts FROM webhook_events WHERE payload::text LIKE %s AND delivered_at "
+                               "IS NOT NULL", (f"%{message_id}%",))
+        assert events == [(3,)]  # refused twice, accepted the third time
     finally:
         server.shutdown()

@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from wacluster_testenv.eventually import NotReached, eventually
+
 
 @dataclass
 class Reply:
@@ -58,6 +60,23 @@ class ApiClient:
 
     def send_text(self, to: str, text: str) -> Reply:
         return self.request("POST", "/v1/messages", {"to": to, "type": "text", "text": {"body": text}})
+
+    def send_until_accepted(self, to: str, text: str, deadline: float = 30.0) -> str | None:
+        """Send a text, retrying the webapp's 503 (no connected owner yet: a failover is under
+        way) until it is accepted; the message id, or None when none was accepted by `deadline`.
+        Any other answer is a failure of the test."""
+        def accepted() -> str | None:
+            reply = self.send_text(to, text)
+            if reply.status == 201:
+                return reply.body["messages"][0]["id"]
+            if reply.status != 503:
+                raise AssertionError(f"sending to {to}: {reply.status} {reply.body}")
+            return None
+
+        try:
+            return eventually(accepted, timeout=deadline, interval=0.1, what=f"a message to {to} accepted")
+        except NotReached:
+            return None
 
     def health(self) -> dict:
         return self.request("GET", "/v1/health").body.get("health", {})

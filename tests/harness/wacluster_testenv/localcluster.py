@@ -17,7 +17,8 @@ from pathlib import Path
 
 import psycopg
 
-from wacluster.domain.sharding import route_hash
+from wacluster_testenv.eventually import eventually
+from wacluster_testenv.leasewatch import LeaseWatch
 from wacluster_testenv.processes import free_port
 
 DEFAULT_SETTINGS = {"heartbeat_interval": 1.0, "unhealthy_interval": 3.0, "db_heartbeat_interval": 1.0,
@@ -139,7 +140,7 @@ class LocalCluster:
                     return True
             except OSError:
                 return False
-        wait_until(answers, timeout, interval=0.1, what=f"{url} answering")
+        eventually(answers, timeout, interval=0.1, what=f"{url} answering")
 
     def start_webapp(self, name: str = "webapp", password: str = "secret-admin-password",
                      plain_http: bool = False, token_ttl: float | None = None, media_max_bytes: int | None = None) -> Role:
@@ -198,53 +199,14 @@ class LocalCluster:
              "-o", "jsonpath={.spec.holderIdentity}"], capture_output=True, text=True)
         return out.stdout.strip() or None
 
+    def watch_lease(self) -> LeaseWatch:
+        """Every state of the master Lease from now on (start it once the Lease exists)."""
+        log = self.workdir / f"lease-watch-{uuid.uuid4().hex[:6]}.log"
+        return LeaseWatch(_kubectl(), self.kubeconfig, self.namespace, self.lease_name, log).start()
+
     def gateway(self, path: str = "/inspect") -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.gateway_port}{path}", timeout=5) as resp:
             return json.loads(resp.read())
-
-    # --- traffic (the webapp's routing, done directly) ----------------------------------------
-
-    def send(self, recipient: str, text: str, deadline: float = 15.0) -> str | None:
-        """Store a message durably, hand it to its shard's owner; retry through failovers.
-        Returns the id once a coreapp accepted it, None when none did before the deadline."""
-        shards = len(self.query("SELECT shard FROM shard_map")) or 1
-        message_id = f"wamid.{uuid.uuid4().hex}"
-        hashed = route_hash(recipient)
-        shard = hashed % shards
-        body = {"type": "text", "text": {"body": text}}
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("INSERT INTO messages (id, recipient, route_hash, shard, body) VALUES (%s, %s, %s, %s, %s::jsonb)",
-                         (message_id, recipient, hashed, shard, json.dumps(body)))
-        payload = json.dumps({"shard": shard, "messages": [{"id": message_id, "to": recipient, "body": body}]}).encode()
-        stop_at = time.monotonic() + deadline
-        while time.monotonic() < stop_at:
-            owner = self.shard_owners().get(shard, (None, 0))[0]
-            address = self.query("SELECT address FROM nodes WHERE name = %s", (owner,)) if owner else []
-            if address:
-                request = urllib.request.Request(f"http://{address[0][0]}/messages", data=payload, method="POST",
-                                                 headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(request, timeout=2) as resp:
-                        if resp.status == 202:
-                            return message_id
-                except (OSError, urllib.error.HTTPError):
-                    pass
-            time.sleep(0.05)
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            cancelled = conn.execute("UPDATE messages SET status = 'cancelled' WHERE id = %s AND status = 'queued'",
-                                     (message_id,)).rowcount
-        return None if cancelled else message_id
-
-
-def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def _kubectl() -> str:
