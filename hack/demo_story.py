@@ -52,6 +52,7 @@ def seed_story(api: ApiClient, say: Callable[[str], None], fail: Callable[[str],
     show_health(api, "after the failover")
     reply = api.send_text("+15551234567", "Still here after the failover")
     say(f"POST /v1/messages -> {reply.status} {json.dumps(reply.body)}")
-    time.sleep(0.5)  # the second message's delivery is asynchronous
+    # Delivery is asynchronous: wait until the sandbox holds both messages.
+    eventually(lambda: sandbox_counts()[0] >= 2, timeout, what="both messages delivered")
     delivered, conflicts, bans = sandbox_counts()
     say(f"sandbox: {delivered} delivered, {conflicts} conflicts, {bans} bans")

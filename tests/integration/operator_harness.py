@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from wacluster.api.interprocess import Env
 from wacluster_testenv.build import bin_dir
 from wacluster_testenv.eventually import eventually
 
@@ -71,8 +72,8 @@ class OperatorProcess:
 
     def start(self) -> "OperatorProcess":
         self.log_offset = len(self.log())  # wait_log looks at this run's lines only
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "WACLUSTER_NAMESPACE": OPERATOR_NAMESPACE,
-               "WACLUSTER_POD_NAME": self.identity, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, Env.NAMESPACE: OPERATOR_NAMESPACE,
+               Env.POD_NAME: self.identity, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wacluster", "operator", "--metrics-port", "0", *self.args],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)

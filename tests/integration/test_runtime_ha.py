@@ -14,6 +14,7 @@ import time
 import psycopg
 import pytest
 
+from wacluster.api.interprocess import Env
 from wacluster.domain.ha import lease_ttl
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.eventually import eventually
@@ -89,7 +90,7 @@ def test_dbupgrade_run_again_changes_nothing(cluster):
 def test_dbupgrade_stays_alive_after_success_when_exit_on_success_is_false(cluster, tmp_path):
     log = tmp_path / "dbupgrade-alive.log"
     proc = subprocess.Popen([sys.executable, "-m", "wacluster", "dbupgrade"],
-                            env=cluster._env("dbupgrade", {"EXIT_ON_SUCCESS": "false"}),
+                            env=cluster._env("dbupgrade", {Env.EXIT_ON_SUCCESS: "false"}),
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         eventually(lambda: "staying alive until stopped" in log.read_text(), 60, what="dbupgrade done and waiting",
@@ -342,7 +343,7 @@ def test_a_deleted_coreapp_pod_counts_as_gone_at_once(cluster, k):
     cluster.configure(heartbeat_interval=1.0, unhealthy_interval=30.0)  # heartbeat rule out of reach
     try:
         for master in ("master1", "master2"):
-            cluster.start_master(master, env={"WACLUSTER_CLUSTER": name})
+            cluster.start_master(master, env={Env.CLUSTER: name})
         for coreapp in ("wacore1", "wacore2"):
             cluster.start_coreapp(coreapp)
         eventually(lambda: cluster.primary_master(), 30, what="a primary master")

@@ -336,7 +336,8 @@ def _reason_label(reason: str) -> str:
 
 
 def add_parser(subparsers) -> None:
-    add_role_parser(subparsers, Role.MASTER, "run a master (Lease-elected primary or secondary)", run)
+    add_role_parser(subparsers, Role.MASTER, "run a master (Lease-elected primary or secondary)", run,
+                    control_port=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -352,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         store = KubeLeaseStore(api, namespace, lease_name,
                                {**selector(cluster, Role.MASTER), Label.MANAGED_BY: MANAGED_BY} if cluster else None)
         settings_file = os.environ.get(Env.SETTINGS_FILE)
-        master = Master(identity(args.port), pool, store, Path(settings_file) if settings_file else None)
+        master = Master(identity(None), pool, store, Path(settings_file) if settings_file else None)
         master.pod_api, master.namespace, master.cluster = api, namespace, cluster
         apps = [(metrics_app(master.ready), args.host, args.metrics_port)] if args.metrics_port else []
         try:

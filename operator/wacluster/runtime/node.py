@@ -16,19 +16,20 @@ class NodeIdentity:
     name: str        # the pod name (the seeds' host name, e.g. wacore1)
     node_id: str     # random per process start (the seeds' container id)
     version: str
-    address: str     # host:port of the control endpoint
+    address: str     # host:port of the control endpoint; "" for a master, which serves none
 
     @property
     def display(self) -> str:
         return f"{self.name}:{self.node_id}"
 
 
-def identity(control_port: int, env: dict[str, str] | None = None) -> NodeIdentity:
+def identity(control_port: int | None, env: dict[str, str] | None = None) -> NodeIdentity:
     env = env if env is not None else dict(os.environ)
     name = env.get(Env.POD_NAME) or socket.gethostname()
     host = env.get(Env.ADVERTISE_HOST) or env.get(Env.POD_IP) or "127.0.0.1"
     return NodeIdentity(name=name, node_id=secrets.token_hex(6),
-                        version=env.get(Env.VERSION, __version__), address=f"{host}:{control_port}")
+                        version=env.get(Env.VERSION, __version__),
+                        address=f"{host}:{control_port}" if control_port is not None else "")
 
 
 def gateway_url(env: dict[str, str] | None = None) -> str:

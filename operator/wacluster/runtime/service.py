@@ -36,10 +36,12 @@ def metrics_app(ready: Callable[[], bool | str]) -> web.Application:
     return app
 
 
-def add_role_parser(subparsers, name: str, help_text: str, run) -> None:
-    """The options the master and the coreapp share: control port, listen address, metrics port."""
+def add_role_parser(subparsers, name: str, help_text: str, run, control_port: bool = True) -> None:
+    """The options the master and the coreapp share: listen address and metrics port; the
+    coreapp's control port (a master serves no control endpoint: nothing calls a master)."""
     parser = subparsers.add_parser(name, help=help_text)
-    parser.add_argument("--port", type=int, default=Port.CONTROL)
+    if control_port:
+        parser.add_argument("--port", type=int, default=Port.CONTROL)
     parser.add_argument("--host", default=os.environ.get(Env.LISTEN_HOST, "0.0.0.0"))
     parser.add_argument("--metrics-port", type=int, default=Port.METRICS)
     parser.set_defaults(func=run)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wacluster.api.interprocess import Env
 from wacluster_testenv.controlplane import ControlPlane
 from wacluster_testenv.postgres import Postgres
 from wacluster_testenv.state import state_root
@@ -61,7 +62,7 @@ class Environment:
         (self.directory / "summary.json").write_text(json.dumps(summary, indent=2))
         (self.directory / "env.sh").write_text(
             f"export KUBECONFIG={summary['kubeconfig']}\n"
-            + (f"export WACLUSTER_DATABASE_URL={summary['postgres_dsn']}\n" if with_postgres else "")
+            + (f"export {Env.DATABASE_URL}={summary['postgres_dsn']}\n" if with_postgres else "")
         )
         return summary
 

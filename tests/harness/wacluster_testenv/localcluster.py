@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 
+from wacluster.api.interprocess import CHANNEL, Env, NotifyKind
+from wacluster.api.interprocess import Role as ProcessRole
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.leasewatch import LeaseWatch
 from wacluster_testenv.processes import free_port
@@ -82,14 +84,14 @@ class LocalCluster:
 
     def _env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": self.kubeconfig,
-                "WACLUSTER_DATABASE_URL": self.dsn, "WACLUSTER_NAMESPACE": self.namespace,
-                "WACLUSTER_LEASE_NAME": self.lease_name, "WACLUSTER_POD_NAME": name,
-                "WACLUSTER_GATEWAY_URL": f"http://127.0.0.1:{self.gateway_port}",
-                "WACLUSTER_LISTEN_HOST": "127.0.0.1", "WACLUSTER_ADVERTISE_HOST": "127.0.0.1",
+                Env.DATABASE_URL: self.dsn, Env.NAMESPACE: self.namespace,
+                Env.LEASE_NAME: self.lease_name, Env.POD_NAME: name,
+                Env.GATEWAY_URL: f"http://127.0.0.1:{self.gateway_port}",
+                Env.LISTEN_HOST: "127.0.0.1", Env.ADVERTISE_HOST: "127.0.0.1",
                 **(extra or {})}
 
     def dbupgrade(self, extra_env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "wacluster", "dbupgrade"], env=self._env("dbupgrade", extra_env),
+        return subprocess.run([sys.executable, "-m", "wacluster", ProcessRole.DBUPGRADE], env=self._env("dbupgrade", extra_env),
                               capture_output=True, text=True, timeout=timeout)
 
     def configure(self, **settings) -> None:
@@ -99,16 +101,16 @@ class LocalCluster:
                 conn.execute("INSERT INTO settings (key, value) VALUES (%s, %s::jsonb) "
                              "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
                              (key, json.dumps(value)))
-            conn.execute("SELECT pg_notify('wacluster', '{\"kind\": \"settings\"}')")
+            _notify(conn, NotifyKind.SETTINGS)
 
     def register(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute("INSERT INTO account (id, phone) VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (self.phone,))
-            conn.execute("SELECT pg_notify('wacluster', '{\"kind\": \"account\"}')")
+            _notify(conn, NotifyKind.ACCOUNT)
 
     def start_sandbox(self, **flags) -> Role:
         self.gateway_port = free_port()
-        argv = [sys.executable, "-m", "wacluster", "sandbox", "--host", "127.0.0.1", "--port",
+        argv = [sys.executable, "-m", "wacluster", ProcessRole.SANDBOX, "--host", "127.0.0.1", "--port",
                 str(self.gateway_port), "--metrics-port", "0"]
         for key, value in flags.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
@@ -119,14 +121,14 @@ class LocalCluster:
         return role
 
     def start_master(self, name: str, env: dict[str, str] | None = None) -> Role:
-        argv = [sys.executable, "-m", "wacluster", "master", "--port", "0", "--metrics-port", "0"]
+        argv = [sys.executable, "-m", "wacluster", ProcessRole.MASTER, "--metrics-port", "0"]
         role = Role(name, "master", argv, self._env(name, env), self.workdir / f"{name}.log").start()
         self.roles[name] = role
         return role
 
     def start_coreapp(self, name: str) -> Role:
         port = free_port()
-        argv = [sys.executable, "-m", "wacluster", "coreapp", "--port", str(port), "--metrics-port", "0"]
+        argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0"]
         role = Role(name, "coreapp", argv, self._env(name), self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         return role
@@ -145,7 +147,7 @@ class LocalCluster:
     def start_webapp(self, name: str = "webapp", password: str = "secret-admin-password",
                      plain_http: bool = False, token_ttl: float | None = None, media_max_bytes: int | None = None) -> Role:
         port = free_port()
-        argv = [sys.executable, "-m", "wacluster", "webapp", "--host", "127.0.0.1", "--port", str(port),
+        argv = [sys.executable, "-m", "wacluster", ProcessRole.WEBAPP, "--host", "127.0.0.1", "--port", str(port),
                 "--metrics-port", "0", "--media-dir", str(self.workdir / "media")]
         if token_ttl is not None:
             argv += ["--token-ttl", str(token_ttl)]
@@ -153,7 +155,7 @@ class LocalCluster:
             argv += ["--media-max-bytes", str(media_max_bytes)]
         if plain_http:
             argv.append("--plain-http")
-        role = Role(name, "webapp", argv, self._env(name, {"WACLUSTER_ADMIN_PASSWORD": password}),
+        role = Role(name, "webapp", argv, self._env(name, {Env.ADMIN_PASSWORD: password}),
                     self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         scheme = "http" if plain_http else "https"
@@ -213,3 +215,8 @@ def _kubectl() -> str:
     from wacluster_testenv.build import bin_dir
 
     return str(bin_dir() / "kubectl")
+
+
+def _notify(conn: psycopg.Connection, kind: NotifyKind) -> None:
+    """Tell the roles listening on the cluster's channel what changed, as the master would."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps({"kind": kind.value})))
