@@ -103,6 +103,28 @@ def test_deleted_or_edited_children_are_restored(k, ns):
                      what="API port restored")
 
 
+def test_a_spec_the_api_server_rejects_keeps_the_running_roles_and_says_why(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    uids = {role: get(k, ns, "deployment", f"wa-{role}")["metadata"]["uid"] for role in ("master", "coreapp", "webapp")}
+    # Passes admission (a map of strings) but no pod may carry it: every role's apply gets a 422.
+    bad = {"nodeSelector": {"not a label key!": "x"}}
+    apply_cluster(k, ns, masters=bad, coreapps=bad, webapps=bad)
+    degraded = until_reconciled(
+        lambda: next((c for c in status(k, ns).get("conditions", [])
+                      if c["type"] == "Degraded" and c["reason"] == "ApplyFailed"), None),
+        what="Degraded: ApplyFailed")
+    assert "wa-coreapp" in degraded["message"] and "nodeSelector" in degraded["message"]
+    for role, uid in uids.items():
+        assert get(k, ns, "deployment", f"wa-{role}")["metadata"]["uid"] == uid, f"{role} was replaced"
+    events = k("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=WhatsAppCluster,reason=ApplyRejected")
+    assert "nodeSelector" in events
+    apply_cluster(k, ns)  # the fix resumes reconciling without anything having been lost
+    wait_phase(k, ns, "Ready")
+    for role, uid in uids.items():
+        assert get(k, ns, "deployment", f"wa-{role}")["metadata"]["uid"] == uid
+
+
 def test_version_upgrade_runs_the_dbupgrade_job_then_rolls_the_roles(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")
@@ -162,6 +184,10 @@ INVALID = [
     ({"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
     ({"api": {"port": 70000}}, "spec.api.port"),
     ({"media": {"size": "lots"}}, "spec.media.size"),
+    ({"coreapps": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}},
+     "resources.requests must not exceed resources.limits"),
+    ({"webapps": {"resources": {"requests": {"cpu": "lots"}}}}, "spec.webapps.resources.requests.cpu"),
+    ({"masters": {"resources": {"limits": {"memory": "1Gb"}}}}, "spec.masters.resources.limits.memory"),
 ]
 
 

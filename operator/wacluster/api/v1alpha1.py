@@ -8,9 +8,10 @@ descriptions become `kubectl explain` text; CEL rules in `json_schema_extra` bec
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP = "wacluster.io"
@@ -34,6 +35,25 @@ def _free_form(description: str) -> Any:
                  json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
 
+# Kubernetes' resource.Quantity grammar: a number with a binary or decimal suffix or an exponent.
+RESOURCE_QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+
+
+def _resource_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not RESOURCE_QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a quantity such as 500m, 2 or 1Gi")
+    return value
+
+
+# An int-or-string quantity, as core/v1 ResourceRequirements spells it.
+ResourceQuantity = Annotated[int | str, AfterValidator(_resource_quantity), WithJsonSchema({
+    "x-kubernetes-int-or-string": True,
+    # Bounded, so the CEL comparison below stays within the API server's cost budget.
+    # (value checks of strings; an integer passes them as JSON Schema ignores them for numbers)
+    "maxLength": 32, "pattern": RESOURCE_QUANTITY.pattern,
+})]
+
+
 class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
                               use_attribute_docstrings=False)
@@ -48,12 +68,28 @@ class ImageSpec(ApiModel):
     pull_secrets: list[str] = Field(default_factory=list, description="Names of image pull Secrets in the cluster's namespace.")
 
 
+class ResourceRequirements(ApiModel):
+    """Compute resources of a role's container (core/v1 ResourceRequirements), checked at
+    admission: a request above its limit would be refused on the Deployment, after the fact."""
+
+    requests: dict[str, ResourceQuantity] | None = Field(
+        None, max_length=8, description="Minimum resources, e.g. {cpu: 250m, memory: 256Mi}.")
+    limits: dict[str, ResourceQuantity] | None = Field(
+        None, max_length=8, description="Maximum resources, e.g. {memory: 512Mi}.")
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        ("!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+         "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+         "resources.requests must not exceed resources.limits for the same resource"),
+    ))
+
+
 class RoleSpec(ApiModel):
     """Placement and size of the pods of one role."""
 
     replicas: int = Field(2, ge=0, le=64, description="Number of pods of this role.")
-    resources: dict[str, Any] | None = _free_form(
-        "Compute resources (requests/limits) of the role's container; sensible defaults when unset.")
+    resources: ResourceRequirements | None = Field(
+        None, description="Compute resources (requests/limits) of the role's container; sensible defaults when unset.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
     tolerations: list[dict[str, Any]] = Field(
         default_factory=list, description="Tolerations of the role's pods (core/v1 Toleration objects).",

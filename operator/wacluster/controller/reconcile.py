@@ -95,24 +95,47 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
     status = compute_status(observation)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     status["conditions"] = merge_conditions(old_status.get("conditions") or [], status["conditions"], now)
+    result.events = _events(old_status, status, rollout)
     if result.errors:
+        message = "; ".join(result.errors)
         status["phase"] = "Failed"
         for cond in status["conditions"]:
             if cond["type"] == "Degraded":
-                cond.update(status="True", reason="ApplyFailed", message="; ".join(result.errors))
+                cond.update(status="True", reason="ApplyFailed", message=message)
+        if _condition(old_status, "Degraded").get("message") != message:
+            # Once per distinct rejection, not at every periodic reconcile.
+            result.events.append(("Warning", "ApplyRejected", message))
     result.status = status
-    result.events = _events(old_status, status, rollout)
     return result
 
 
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+# Never deleted to make an apply fit: they hold data, or (masters, coreapps) deleting them
+# stops the primary master or every shard owner at once.
+NEVER_REPLACED_KINDS = ("StatefulSet", "PersistentVolumeClaim")
+NEVER_REPLACED_ROLES = (Role.MASTER, Role.COREAPP)
+
+
 async def _apply_or_replace(objects: Objects, obj: dict[str, Any], namespace: str, owner: dict[str, Any]) -> None:
-    """Server-side apply; when someone else's edit makes our apply invalid (their field manager
-    still owns, say, a changed Service port), delete the edited object and create ours again."""
+    """Server-side apply. When the API server rejects it, find out why before touching anything:
+    a desired object that is invalid by itself (a spec the API server rejects, e.g. a typo in
+    `resources`) is reported and the running object kept; only when our object is valid as a new
+    one, so someone else's edit of the live object is what makes the apply invalid (their field
+    manager still owns, say, a changed Service port), is the edited object deleted and ours
+    created again, and never one that holds data or runs masters or coreapps."""
     try:
         await objects.apply(obj, namespace, owner)
     except ApiException as exc:
-        if exc.status != 422 or obj["kind"] in ("StatefulSet", "PersistentVolumeClaim"):
-            raise  # never recreate what holds data; report it instead
+        if exc.status != 422:
+            raise
+        if await objects.rejection_as_new(obj, namespace) is not None:
+            raise  # our own desired object is invalid: replacing would only delete the running one
+        role = (obj["metadata"].get("labels") or {}).get(Label.COMPONENT)
+        if obj["kind"] in NEVER_REPLACED_KINDS or role in NEVER_REPLACED_ROLES:
+            raise
         log.warning("replacing %s %s/%s: our apply is invalid against its edited state (%s)",
                     obj["kind"], namespace, obj["metadata"]["name"], _api_message(exc))
         await objects.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace,

@@ -72,6 +72,23 @@ class Objects:
                 return False
             raise
 
+    async def rejection_as_new(self, obj: dict[str, Any], namespace: str) -> ApiException | None:
+        """The API server's verdict on `obj` alone, as a new object (a dry-run create under a
+        generated name, so no live object and no other field manager takes part): the 422 it
+        would give, or None when it would accept it."""
+        body = copy.deepcopy(obj)
+        meta = body.setdefault("metadata", {})
+        meta["generateName"] = meta.pop("name", "x")[:50] + "-"
+        meta["namespace"] = namespace
+        resource = await self._resource(body["apiVersion"], body["kind"])
+        try:
+            _checked(await (await self._client()).create(resource, body=body, namespace=namespace, dry_run="All"))
+        except ApiException as exc:
+            if exc.status == 422:
+                return exc
+            raise
+        return None
+
     async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         resource = await self._resource(api_version, kind)
         try:

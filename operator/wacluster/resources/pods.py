@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wacluster.api.interprocess import MEDIA_DIR, Env, Port, PortName, Role, selector
-from wacluster.api.v1alpha1 import RoleSpec, WhatsAppClusterSpec
+from wacluster.api.v1alpha1 import ResourceRequirements, RoleSpec, WhatsAppClusterSpec
 from wacluster.resources.naming import RUNTIME_UID, Names, labels
 
 DEFAULT_RESOURCES = {
@@ -114,7 +114,7 @@ def probe(path: str, period: int = 5, failures: int = 3) -> dict[str, Any]:
 
 
 def runtime_container(view: ClusterView, role: str, args: list[str], ports: list[dict[str, Any]],
-                      resources: dict[str, Any] | None) -> dict[str, Any]:
+                      resources: ResourceRequirements | None) -> dict[str, Any]:
     return {
         "name": role,
         "image": view.image(),
@@ -122,7 +122,7 @@ def runtime_container(view: ClusterView, role: str, args: list[str], ports: list
         "args": args,
         "env": runtime_env(view),
         "ports": [*ports, {"name": PortName.METRICS, "containerPort": Port.METRICS}],
-        "resources": resources or DEFAULT_RESOURCES[role],
+        "resources": resources.model_dump(by_alias=True, exclude_none=True) if resources else DEFAULT_RESOURCES[role],
         "securityContext": container_security(),
         # Readiness: the process serves and reaches its dependencies; for a coreapp it does NOT
         # mean "primary" (a standby is ready too), so a Service never flaps on a failover.
