@@ -114,6 +114,8 @@ def main() -> None:
                         threading.Timer(2.0, lambda r=role: (cluster.start_coreapp(r.name) if r.kind == "coreapp"
                                                              else cluster.start_master(r.name))).start()
                 elif fault == "restart_postgres":
+                    # The environment's server runs with production durability (Postgres' default;
+                    # `restart` refuses a fast one): what was acknowledged with a 201 survives this.
                     bench.env.postgres.restart(down_for=1.0)
                 elif fault == "restart_apiserver":
                     from wacluster_testenv.processes import ProcessTable

@@ -48,7 +48,9 @@ def control_plane(kubeconfig) -> ControlPlane | None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Postgres:
-    server = Postgres(_session_dir() / "pg").up()
+    # Fast (no fsync, asynchronous commit): no test restarts this shared server, and `restart`
+    # refuses one started this way. A test that restarts PostgreSQL starts a durable one of its own.
+    server = Postgres(_session_dir() / "pg", durable=False).up()
     try:
         yield server
     finally:

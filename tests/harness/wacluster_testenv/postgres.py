@@ -105,12 +105,20 @@ def _make_traversable(path: Path, ours: Path) -> None:
                 f"users (mode {oct(mode & 0o777)}); set WACLUSTER_TESTENV_DIR to a directory under /tmp")
 
 
+# Trade durability for speed: a commit is acknowledged before its WAL reaches the disk (or even the
+# kernel), so a restart or crash loses acknowledged rows. Only for a server nobody restarts.
+FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
 @dataclass
 class Postgres:
     state_dir: Path
     port: int = 0
     # The site-packages-like directory the server installation is copied from; the wheel's when None.
     install_source: Path | None = None
+    # PostgreSQL's own defaults, as in production: what was acknowledged survives a restart. False
+    # starts it with FAST_SETTINGS, and `restart` then refuses.
+    durable: bool = True
 
     @property
     def admin_dsn(self) -> str:
@@ -147,18 +155,17 @@ class Postgres:
             credentials = user.process_credentials()
         init = subprocess.run(
             [str(bins / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-sync"],
+             "--encoding=UTF8", *([] if self.durable else ["--no-sync"])],
             capture_output=True, text=True, **credentials,
         )
         if init.returncode != 0:
             raise PostgresError(f"initdb failed: {init.stderr.strip()}")
         self.port = self.port or free_port()
         procs = ProcessTable(self.state_dir)
+        fast = [] if self.durable else [arg for setting in FAST_SETTINGS for arg in ("-c", setting)]
         procs.start("postgres", [
             str(bins / "postgres"), "-D", str(data),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(data),
-            # A throwaway test server: durability is not what is being tested here.
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(data), *fast,
             "-c", "max_connections=400", "-c", "shared_buffers=128MB",
         ], credentials=credentials)
         self._wait_ready(timeout)
@@ -200,10 +207,25 @@ class Postgres:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return stopped
 
+    def started_durable(self) -> bool:
+        """Whether the running server was started durable: read from the command line it was
+        started with, since this object may describe a server another process started."""
+        entry = ProcessTable(self.state_dir).load().get("postgres")
+        if entry is None:
+            raise PostgresError(f"no PostgreSQL server was started in {self.state_dir}")
+        return not any(setting in entry["argv"] for setting in FAST_SETTINGS)
+
     def restart(self, down_for: float = 0.0) -> None:
-        """Stop the server abruptly and start it again on the same data and port (chaos runs)."""
+        """Stop the server abruptly and start it again on the same data and port (chaos runs).
+
+        Refuses a server started with FAST_SETTINGS: its restart loses acknowledged commits,
+        which production never does, so whatever was measured across it would be fiction."""
         import signal
 
+        if not self.started_durable():
+            raise PostgresError(f"refusing to restart the PostgreSQL server in {self.state_dir}: it was "
+                                f"started without durability ({', '.join(FAST_SETTINGS)}) and would lose "
+                                f"acknowledged commits; start it with durable=True to restart it")
         # SIGQUIT: immediate shutdown (crash recovery on start) without orphaned backends.
         ProcessTable(self.state_dir).restart("postgres", signal.SIGQUIT, down_for)
         self._wait_ready(30.0)
