@@ -270,6 +270,7 @@ def test_operator_runs_with_least_privilege(k, operator_config):
     assert can("create", "clusterroles") == "no"
     assert can("delete", "nodes") == "no"
     assert can("list", "secrets", "-n", "default") == "no"
+    assert can("get", "secrets", "-n", "default") == "no"
     assert can("create", "pods", "-n", "default") == "no"
 
 
