@@ -125,6 +125,19 @@ def test_a_spec_the_api_server_rejects_keeps_the_running_roles_and_says_why(k, n
         assert get(k, ns, "deployment", f"wa-{role}")["metadata"]["uid"] == uid
 
 
+def test_network_policies_are_kept_per_role_and_removed_when_switched_off(k, ns):
+    apply_cluster(k, ns, networkPolicy={"apiFrom": [{"namespaceSelector": {"matchLabels": {"team": "crm"}}}]})
+    wait_phase(k, ns, "Ready")
+    names = lambda: sorted(k("get", "networkpolicy", "-n", ns, "-o", "name").split())  # noqa: E731
+    assert names() == [f"networkpolicy.networking.k8s.io/wa-{c}" for c in ("coreapp", "database", "master", "sandbox", "webapp")]
+    webapp = get(k, ns, "networkpolicy", "wa-webapp")["spec"]
+    assert webapp["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "crm"}}}]
+    k("delete", "networkpolicy", "wa-coreapp", "-n", ns)
+    until_reconciled(lambda: "networkpolicy.networking.k8s.io/wa-coreapp" in names(), what="coreapp policy restored")
+    apply_cluster(k, ns, networkPolicy={"enabled": False})
+    until_reconciled(lambda: names() == [], what="every NetworkPolicy removed")
+
+
 def test_version_upgrade_runs_the_dbupgrade_job_then_rolls_the_roles(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")

@@ -30,6 +30,8 @@ def test_a_bare_manifest_yields_a_complete_ha_cluster():
         ("Deployment", "wa-sandbox"),
         ("Service", "wa-api"), ("Service", "wa-master"), ("Service", "wa-coreapp"), ("Service", "wa-sandbox"),
         ("PodDisruptionBudget", "wa-master"), ("PodDisruptionBudget", "wa-coreapp"),
+        ("NetworkPolicy", "wa-master"), ("NetworkPolicy", "wa-coreapp"), ("NetworkPolicy", "wa-webapp"),
+        ("NetworkPolicy", "wa-sandbox"), ("NetworkPolicy", "wa-database"),
     }
     assert set(objects) == expected
     assert objects[("Deployment", "wa-master")]["spec"]["replicas"] == 2

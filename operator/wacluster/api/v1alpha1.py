@@ -202,6 +202,22 @@ class GatewaySpec(ApiModel):
     ))
 
 
+class NetworkPolicySpec(ApiModel):
+    """NetworkPolicies the operator keeps per cluster: into each role only what must reach it
+    (coreapps: masters and webapps; the database: the cluster's roles; the sandbox: coreapps).
+    They take effect where the cluster's network plugin enforces NetworkPolicies."""
+
+    enabled: bool = Field(True, description="Create and keep the NetworkPolicies; false removes them.")
+    api_from: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=32,
+        description="NetworkPolicyPeers (networking.k8s.io/v1) allowed to reach the webapps' API port; anyone when empty.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}})
+    metrics_from: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=32,
+        description="NetworkPolicyPeers allowed to scrape every role's metrics port (e.g. Prometheus' namespace); anyone when empty.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}})
+
+
 class WhatsAppClusterSpec(ApiModel):
     """Desired state of a WhatsApp Business API cluster in High Availability / multiconnect mode."""
 
@@ -217,6 +233,8 @@ class WhatsAppClusterSpec(ApiModel):
     media: MediaSpec = Field(default_factory=MediaSpec, description="The shared media volume.")
     api: ApiSpec = Field(default_factory=ApiSpec, description="Exposure and credentials of the REST API.")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="The WhatsApp server coreapps connect to.")
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec,
+                                              description="NetworkPolicies limiting what reaches each role.")
     deletion_policy: Literal["Retain", "Delete"] = Field(
         "Retain", description="On deletion: Retain keeps the volumes and database data; Delete removes them too.")
 

@@ -27,7 +27,8 @@ _MANAGED = {Label.MANAGED_BY: MANAGED_BY}
 CHILD_KINDS = [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
                ("", "v1", "configmaps"), ("batch", "v1", "jobs"), ("policy", "v1", "poddisruptionbudgets"),
                ("", "v1", "serviceaccounts"), ("rbac.authorization.k8s.io", "v1", "roles"),
-               ("rbac.authorization.k8s.io", "v1", "rolebindings"), ("coordination.k8s.io", "v1", "leases")]
+               ("rbac.authorization.k8s.io", "v1", "rolebindings"), ("coordination.k8s.io", "v1", "leases"),
+               ("networking.k8s.io", "v1", "networkpolicies")]
 
 
 def trigger(namespace: str | None, name: str | None) -> None:

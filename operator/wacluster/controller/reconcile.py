@@ -27,7 +27,8 @@ log = logging.getLogger("wacluster.controller")
 
 # Kinds the operator prunes when they are no longer desired (never claims or data secrets).
 PRUNABLE = [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
-            ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job"), ("v1", "ConfigMap")]
+            ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job"), ("v1", "ConfigMap"),
+            ("networking.k8s.io/v1", "NetworkPolicy")]
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Any
 from wacluster.resources.access import runtime_access
 from wacluster.resources.config import dbupgrade_job, media_claim, settings_config_map
 from wacluster.resources.database import database_objects
+from wacluster.resources.network import network_policies
 from wacluster.resources.pods import ClusterView
 from wacluster.resources.workloads import (
     coreapp_deployment, disruption_budgets, master_deployment, sandbox_deployment, services,
@@ -24,6 +25,7 @@ def owned_objects(view: ClusterView, job_version: str) -> list[dict[str, Any]]:
         objects.append(sandbox_deployment(view))
     objects += services(view)
     objects += disruption_budgets(view)
+    objects += network_policies(view)
     return objects
 
 

@@ -8,6 +8,9 @@ from wacluster.api.interprocess import Port, selector
 from wacluster.resources.naming import POSTGRES_UID, labels
 from wacluster.resources.pods import ClusterView, container_security, pod_security
 
+# The component label of the embedded PostgreSQL's objects (its NetworkPolicy selects by it).
+DATABASE_COMPONENT = "database"
+
 
 def database_objects(view: ClusterView) -> list[dict[str, Any]]:
     if view.spec.database.mode != "embedded":
@@ -15,7 +18,7 @@ def database_objects(view: ClusterView) -> list[dict[str, Any]]:
     names = view.names
     embedded = view.spec.database.embedded
     claim: dict[str, Any] = {
-        "metadata": {"name": "data", "labels": labels(view.name, "database")},
+        "metadata": {"name": "data", "labels": labels(view.name, DATABASE_COMPONENT)},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": embedded.storage_size}}},
     }
@@ -46,15 +49,15 @@ def database_objects(view: ClusterView) -> list[dict[str, Any]]:
     }
     statefulset = {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": names.database, "labels": labels(view.name, "database")},
+        "metadata": {"name": names.database, "labels": labels(view.name, DATABASE_COMPONENT)},
         "spec": {
             "serviceName": names.database,
             "replicas": 1,
-            "selector": {"matchLabels": selector(view.name, "database")},
+            "selector": {"matchLabels": selector(view.name, DATABASE_COMPONENT)},
             # The claim outlives the StatefulSet: deletionPolicy decides its fate, not the GC.
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "template": {
-                "metadata": {"labels": labels(view.name, "database")},
+                "metadata": {"labels": labels(view.name, DATABASE_COMPONENT)},
                 "spec": {
                     "securityContext": pod_security(POSTGRES_UID),
                     "automountServiceAccountToken": False,
@@ -67,8 +70,8 @@ def database_objects(view: ClusterView) -> list[dict[str, Any]]:
     }
     service = {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": names.database, "labels": labels(view.name, "database")},
-        "spec": {"selector": selector(view.name, "database"),
+        "metadata": {"name": names.database, "labels": labels(view.name, DATABASE_COMPONENT)},
+        "spec": {"selector": selector(view.name, DATABASE_COMPONENT),
                  "ports": [{"name": "postgres", "port": Port.DATABASE, "targetPort": "postgres"}]},
     }
     return [statefulset, service]
