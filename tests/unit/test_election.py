@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from wacluster.domain.election import LeaderElector, LockConflict, LockRecord, LockStore, Timings
+from wacluster.domain.election import LeaderElector, LockConflict, LockRecord, LockStore, Timings, term_to_claim
 
 pytestmark = pytest.mark.unit
 
@@ -145,3 +145,59 @@ async def test_leader_steps_down_when_it_cannot_renew_within_the_deadline():
 def test_timings_must_be_ordered():
     with pytest.raises(ValueError):
         Timings(lease_duration=10, renew_deadline=10, retry_period=2)
+
+
+# --- the term beyond the lock (the master term recorded in the database) ----------------------
+
+
+def test_a_new_leader_claims_its_lock_term_when_nothing_newer_is_recorded():
+    assert term_to_claim(3, None, "a") == 3
+    assert term_to_claim(3, (2, "b"), "a") == 3
+    assert term_to_claim(3, (3, "a"), "a") == 3  # its own claim, again
+
+
+def test_a_lock_created_again_claims_above_the_recorded_term():
+    # The Lease was deleted: its transitions start at 1 again, the database still says 7.
+    assert term_to_claim(1, (7, "b"), "a") == 8
+    assert term_to_claim(1, (7, "a"), "a") == 8  # even over its own older claim
+
+
+def test_a_tie_with_another_holder_claims_above_it():
+    assert term_to_claim(5, (5, "b"), "a") == 6
+
+
+async def test_the_holder_raises_the_term_in_the_lock_and_the_next_holder_starts_above_it():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    a.leading = True
+    assert await a.raise_term(8) == 8
+    assert store.record.transitions == 8 and store.record.holder == "a"
+    assert await a.holds(8)
+    assert not await b.try_acquire_or_renew()  # b sees a's record now
+    clock.now += 16  # a stops renewing; b takes over once the lease duration passed unchanged
+    assert await b.try_acquire_or_renew()
+    assert b.term == 9
+
+
+async def test_a_deposed_holder_cannot_raise_the_term():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    a.leading = True
+    await a.release()
+    await b.try_acquire_or_renew()  # a still believes it leads
+    assert await a.raise_term(8) is None
+    assert store.record.holder == "b" and store.record.transitions == 2
+    assert not await a.holds(1)
+
+
+async def test_an_old_holder_of_a_deleted_lock_cannot_raise_the_term_of_the_new_one():
+    clock, store = Clock(), MemoryStore()
+    a, b = _elector(store, "a", clock), _elector(store, "b", clock)
+    await a.try_acquire_or_renew()
+    a.leading = True
+    store.record = None  # kubectl delete lease
+    assert await b.try_acquire_or_renew()  # created again, transitions 1
+    assert await a.raise_term(2) is None  # a's version belongs to the deleted record
+    assert store.record.holder == "b" and store.record.transitions == 1

@@ -38,8 +38,15 @@ async def read(conn: AsyncConnection) -> list[ShardRow]:
     return [ShardRow(*row) for row in rows]
 
 
+async def read_term(conn: AsyncConnection) -> tuple[int, str] | None:
+    """The master term last claimed and its holder; None before the first claim."""
+    row = await (await conn.execute("SELECT term, holder FROM master_term WHERE id = 1")).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 async def claim_term(conn: AsyncConnection, term: int, holder: str) -> bool:
-    """Record `term` as the current master term; False when a newer term already exists."""
+    """Record `term` as the current master term; False when a newer term (or the same term of
+    another holder) already exists. The stored term only grows, so claims are totally ordered."""
     row = await (await conn.execute(
         "INSERT INTO master_term (id, term, holder) VALUES (1, %(t)s, %(h)s) "
         "ON CONFLICT (id) DO UPDATE SET term = EXCLUDED.term, holder = EXCLUDED.holder, updated_at = now() "

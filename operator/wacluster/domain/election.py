@@ -5,12 +5,18 @@ The rules follow client-go's leader election: a lease is judged expired by the *
 which this candidate last saw the record change, never by the remote renewTime, so clock skew
 between nodes cannot make two candidates both think they lead. Every write carries the version
 it read; a lost race is a conflict, not a second leader.
+
+The lock's transition count is the leader's *term*. Where the term must outlive the lock record
+(the master term fences the shard map in the database, and a Lease can be deleted and created
+again at 1), the leader raises it with `raise_term` and checks it still holds it with `holds`;
+`term_to_claim` says by how much (runtime/master.py runs that sequence).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +39,17 @@ class LockRecord:
     version: str | None = None  # opaque store version (resourceVersion)
 
 
+def term_to_claim(lease_term: int, recorded: tuple[int, str] | None, identity: str) -> int:
+    """The term a new leader claims: its lock's term, raised above the newest term recorded
+    elsewhere (the database's `master_term`) unless that record is already this leader's own.
+
+    A lock record created again starts its transitions at 1 while the recorded term stays; the
+    claim must still move forward, or the new leader could never act."""
+    if recorded is None or recorded == (lease_term, identity):
+        return lease_term
+    return max(lease_term, recorded[0] + 1)
+
+
 class LockStore(abc.ABC):
     """Where the lock record lives. Implementations must reject stale versions."""
 
@@ -44,7 +61,8 @@ class LockStore(abc.ABC):
 
     @abc.abstractmethod
     async def update(self, record: LockRecord) -> LockRecord:
-        """Write `record` if the stored version still equals `record.version`."""
+        """Write `record` if the stored record is still the one `record.version` was read from;
+        raise LockConflict when it changed, was deleted or was created again since."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,9 @@ class LeaderElector:
         self.leading = False
         self.term = 0
         self.holder: str | None = None
+        # One write at a time: the loop's renewal and `raise_term` both write under the version
+        # this candidate last saw, and must not make each other's write stale.
+        self._writing = asyncio.Lock()
 
     # --- one attempt -------------------------------------------------------------------------
 
@@ -96,6 +117,10 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         """One attempt; returns True when this candidate holds the lock afterwards."""
+        async with self._writing:
+            return await self._acquire_or_renew()
+
+    async def _acquire_or_renew(self) -> bool:
         now = self._wall()
         record = await self.store.get()
         self._observe(record)
@@ -127,6 +152,50 @@ class LeaderElector:
         self._last_renewed = self._monotonic()
         self.term = record.transitions
         return True
+
+    # --- the term beyond the lock ------------------------------------------------------------
+
+    async def raise_term(self, at_least: int) -> int | None:
+        """Write a term of at least `at_least` into the lock, conditional on the version this
+        leader last saw; returns the term now in the lock, or None when this candidate does not
+        hold the lock (or could not tell).
+
+        The write is a renewal like any other: it succeeds only if nobody changed, deleted or
+        re-created the record since this leader wrote or read it, so only the current holder can
+        raise the term; a holder deposed in the meantime gets a conflict. Whoever takes the lock
+        next writes transitions + 1, above this term."""
+        async with self._writing:
+            record = self._observed
+            if not self.leading or record is None or record.holder != self.identity:
+                return None
+            wanted = replace(record, transitions=max(record.transitions, at_least), renew_time=self._wall())
+            try:
+                self._observe(await self.store.update(wanted))
+            except LockConflict:
+                # Someone else wrote: see who, so the next call answers without a write.
+                with contextlib.suppress(Exception):
+                    await self._look()
+                return None
+            except Exception as exc:  # the store is remote: no answer is no
+                log.warning("could not raise the term in the lease: %s", exc)
+                return None
+            self._became(self._observed)
+            return self.term
+
+    async def holds(self, term: int) -> bool:
+        """Read the lock now: True when it names this candidate as holder with `term`."""
+        async with self._writing:
+            try:
+                record = await self._look()
+            except Exception as exc:
+                log.warning("could not read the lease: %s", exc)
+                return False
+            return record is not None and record.holder == self.identity and record.transitions == term
+
+    async def _look(self) -> LockRecord | None:
+        record = await self.store.get()
+        self._observe(record)
+        return record
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -165,16 +234,17 @@ class LeaderElector:
 
     async def release(self) -> bool:
         """Give the lock up at once so a standby takes over within one retry period."""
-        record = self._observed
-        if record is None or record.holder != self.identity:
-            return False
-        try:
-            self._observe(await self.store.update(replace(record, holder=None, renew_time=self._wall())))
-            log.info("%s released the lease", self.identity)
-            return True
-        except Exception as exc:
-            log.warning("could not release the lease: %s", exc)
-            return False
+        async with self._writing:
+            record = self._observed
+            if record is None or record.holder != self.identity:
+                return False
+            try:
+                self._observe(await self.store.update(replace(record, holder=None, renew_time=self._wall())))
+                log.info("%s released the lease", self.identity)
+                return True
+            except Exception as exc:
+                log.warning("could not release the lease: %s", exc)
+                return False
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float, sleep) -> None:

@@ -27,6 +27,9 @@ def _from_time(value) -> float | None:
     return value.timestamp()
 
 
+_UID_SEPARATOR = "/"  # neither a uid nor a resourceVersion contains it
+
+
 class KubeLeaseStore(LockStore):
     def __init__(self, api: client.ApiClient, namespace: str, name: str,
                  labels: dict[str, str] | None = None) -> None:
@@ -46,14 +49,18 @@ class KubeLeaseStore(LockStore):
             transitions=spec.lease_transitions or 0,
             acquire_time=_from_time(spec.acquire_time),
             renew_time=_from_time(spec.renew_time),
-            version=lease.metadata.resource_version,
+            version=f"{lease.metadata.uid}{_UID_SEPARATOR}{lease.metadata.resource_version}",
         )
 
     def _body(self, record: LockRecord) -> client.V1Lease:
+        # The version is the object's uid and resourceVersion. Both go into the PUT: a Lease
+        # allows create-on-update, so a write under the resourceVersion alone to a Lease deleted
+        # meanwhile would create it again; with the uid it is a conflict, as for one created again.
+        uid, resource_version = record.version.split(_UID_SEPARATOR) if record.version else (None, None)
         return client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace,
                                          labels=self.labels or None, annotations=self.annotations or None,
-                                         resource_version=record.version),
+                                         uid=uid, resource_version=resource_version),
             spec=client.V1LeaseSpec(
                 holder_identity=record.holder or "",
                 # A released lease expires at once for everyone who looks at it.

@@ -26,7 +26,7 @@ from wacluster.db import settings as settings_db
 from wacluster.db import shard_map
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.db.listener import Listener
-from wacluster.domain.election import LeaderElector, Timings
+from wacluster.domain.election import LeaderElector, Timings, term_to_claim
 from wacluster.domain.ha import Action, CoreappState, ShardState, World, decide, lease_ttl
 from wacluster.kube.connection import api_client
 from wacluster.kube.lease import KubeLeaseStore, campaign
@@ -51,6 +51,8 @@ class Master:
         self.settings_file = settings_file
         self.settings: dict[str, Any] = dict(settings_db.DEFAULTS)
         self.primary = False
+        self.elector: LeaderElector | None = None
+        self.leadership = 0         # counts the elector's starts and stops of leading
         self.term = 0
         self.term_claimed = False
         self.schema_error: str | None = None
@@ -75,12 +77,14 @@ class Master:
 
     async def _started_leading(self, term: int) -> None:
         self.term, self.primary, self.term_claimed = term, True, False
+        self.leadership += 1
         metrics.IS_PRIMARY.set(1)
         metrics.TERM.set(term)
         self.wake.set()
 
     async def _stopped_leading(self) -> None:
         self.primary, self.term_claimed = False, False
+        self.leadership += 1
         metrics.IS_PRIMARY.set(0)
         log.info("%s is no longer the primary master", self.me.name)
         try:
@@ -92,8 +96,62 @@ class Master:
     async def _elect(self, stop: asyncio.Event) -> None:
         s = self.settings
         timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))
-        elector = LeaderElector(self.lease_store, self.me.name, timings)
-        await campaign(elector, self.lease_store, self._started_leading, self._stopped_leading, stop)
+        self.elector = LeaderElector(self.lease_store, self.me.name, timings)
+        await campaign(self.elector, self.lease_store, self._started_leading, self._stopped_leading, stop)
+
+    async def _hold_term(self, conn) -> str | None:
+        """Make this Lease holder's term the one the database fences shard-map writes with.
+        Returns None when this master may act in this cycle, else the sentence saying why not.
+
+        Why a master that lost its Lease cannot act on a term, including an old holder that
+        still believes it holds a Lease object that was deleted and created again:
+        1. `master_term` keeps one (term, holder), a claim only raises it, and every shard-map
+           write requires it to be the writer's own: only the last claimant's writes land.
+        2. A term is raised only by a conditional write to the Lease (`raise_term`): a master
+           whose Lease was taken, or deleted and created again, gets a conflict and claims
+           nothing, so it never out-claims the holder. The raised term sits in the Lease, so
+           whoever takes that Lease next starts above it.
+        3. Terms of two Lease objects can tie or invert (a new object starts at 1; an old holder
+           may have raised its object's term and not claimed it yet). So a claim counts only if
+           a read after it still shows this master holding the Lease with that term (`holds`).
+           Whoever holds the Lease later acquired it after that read, reads `master_term` after
+           it, and claims above this term (`term_to_claim`) before its first write; one that
+           read before our claim either is refused and tries again above us, or fences us.
+        4. Every cycle the primary checks that `master_term` still shows its own term, and its
+           Lease too (a Lease it created again after a deletion starts at 1); if not, it stops
+           acting and starts again from 2.
+        """
+        recorded = await shard_map.read_term(conn)
+        if self.term_claimed:
+            if recorded == (self.term, self.me.name) and self.elector.term == self.term:
+                return None
+            if recorded != (self.term, self.me.name):
+                log.warning("%s: term %d is no longer the recorded one (now %s); claiming again",
+                            self.me.name, self.term, "none" if recorded is None else "term %d of %s" % recorded)
+            else:  # this master created the Lease again after it was deleted: a new object, a new term
+                log.info("%s: the Lease was created again (its term is %d); claiming a new term",
+                         self.me.name, self.elector.term)
+            self.term_claimed = False
+        leadership = self.leadership
+        lease_term = self.elector.term
+        term = await self.elector.raise_term(term_to_claim(lease_term, recorded, self.me.name))
+        if term is None:
+            return "holds the Lease no longer (it changed hands or cannot be read); not acting"
+        if term != lease_term and recorded is not None:
+            log.info("%s: raised the term in the Lease from %d to %d: term %d of %s was already recorded "
+                     "(the Lease was created again, or another holder claimed first)",
+                     self.me.name, lease_term, term, *recorded)
+        if not await shard_map.claim_term(conn, term, self.me.name):
+            return f"could not claim term {term}: a newer term was claimed meanwhile; not acting"
+        if not await self.elector.holds(term) or leadership != self.leadership:
+            return f"claimed term {term} but no longer holds the Lease; not acting"
+        self.term, self.term_claimed = term, True
+        metrics.TERM.set(term)
+        await nodes_db.mark_primary(conn, self.me.name)
+        log.info("%s is the primary master (term %d)", self.me.name, term)
+        # A fresh primary must judge with fresh heartbeats of its own.
+        await self._heartbeat_coreapps()
+        return None
 
     # --- the HA loop -------------------------------------------------------------------------
 
@@ -162,15 +220,10 @@ class Master:
             self._say("secondary master: heartbeating coreapps, waiting for the Lease")
             return
         async with self.pool.connection() as conn:
-            if not self.term_claimed:
-                if not await shard_map.claim_term(conn, self.term, self.me.name):
-                    self._say(f"holds the Lease but a newer term than {self.term} exists; not acting")
-                    return
-                self.term_claimed = True
-                await nodes_db.mark_primary(conn, self.me.name)
-                log.info("%s is the primary master (term %d)", self.me.name, self.term)
-                # A fresh primary must judge with fresh heartbeats of its own.
-                await self._heartbeat_coreapps()
+            refusal = await self._hold_term(conn)
+            if refusal:
+                self._say(refusal)
+                return
             await self._sync_settings_file(conn)
             world, rows = await self._read_world(conn)
             decision = decide(world)
