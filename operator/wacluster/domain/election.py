@@ -9,7 +9,7 @@ it read; a lost race is a conflict, not a second leader.
 The lock's transition count is the leader's *term*. Where the term must outlive the lock record
 (the master term fences the shard map in the database, and a Lease can be deleted and created
 again at 1), the leader raises it with `raise_term` and checks it still holds it with `holds`;
-`term_to_claim` says by how much (runtime/master.py runs that sequence).
+`term_to_claim` says by how much (runtime/master/leadership.py runs that sequence).
 """
 
 from __future__ import annotations
