@@ -138,6 +138,33 @@ def test_network_policies_are_kept_per_role_and_removed_when_switched_off(k, ns)
     until_reconciled(lambda: names() == [], what="every NetworkPolicy removed")
 
 
+def test_the_generated_api_certificate_is_renewed_when_its_renewal_time_has_come(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    record = status(k, ns)["apiCertificate"]
+    assert record["notBefore"] < record["renewAt"] < record["notAfter"]
+    before = get(k, ns, "secret", "wa-api-tls")["data"]["tls.crt"]
+    # A certificate from a year ago: two thirds of its life are long gone.
+    year_old = {"notBefore": "2025-01-01T00:00:00Z", "notAfter": "2026-01-01T00:00:00Z", "renewAt": "2025-09-01T00:00:00Z"}
+
+    def renewed() -> bool:
+        if status(k, ns)["apiCertificate"] == record:
+            # Still the original: (again) put the year-old record in place; a status write of a
+            # reconcile that started before the previous patch may have replaced it.
+            k("patch", "wac", "wa", "-n", ns, "--subresource=status", "--type=merge",
+              "-p", json.dumps({"status": {"apiCertificate": year_old}}))
+        return get(k, ns, "secret", "wa-api-tls")["data"]["tls.crt"] != before
+
+    until_reconciled(renewed, timeout=120, interval=2, what="a new certificate in the Secret")
+    after = until_reconciled(lambda: (c := status(k, ns)["apiCertificate"]) not in (record, year_old) and c,
+                             what="the renewed certificate on record")
+    assert after["notAfter"] > "2026-01-01T00:00:00Z" and after["notBefore"] >= record["notBefore"]
+    secret = get(k, ns, "secret", "wa-api-tls")["data"]
+    assert secret["ca.crt"] == secret["tls.crt"]
+    events = k("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=WhatsAppCluster,reason=CertificateRenewed")
+    assert "API certificate renewed" in events
+
+
 def test_version_upgrade_runs_the_dbupgrade_job_then_rolls_the_roles(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from cryptography import x509
 
 from wacluster.api.v1alpha1 import WhatsAppClusterSpec
+from wacluster.crypto.credentials import self_signed_certificate
 from wacluster.resources.cluster import owned_objects, unowned_objects
 from wacluster.resources.pods import ClusterView
-from wacluster.resources.secrets import generated_secrets, retained_names
+from wacluster.resources.secrets import api_hosts, api_tls_secret, generated_secrets, retained_names
 
 pytestmark = pytest.mark.unit
 
@@ -89,7 +91,7 @@ def test_external_database_runs_no_statefulset_and_reads_the_users_secret():
     assert env["WACLUSTER_DB_HOST"]["value"] == "pg.example"
     assert env["WACLUSTER_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg-creds", "key": "password"}
     assert all(s["metadata"]["name"] != "wa-db-credentials"
-               for s in generated_secrets(view, lambda: "pw", lambda hosts: (b"c", b"k")))
+               for s in generated_secrets(view, lambda: "pw"))
 
 
 def test_existing_media_claim_is_attached_instead_of_creating_one():
@@ -115,12 +117,25 @@ def test_external_gateway_runs_no_sandbox():
     assert env["WACLUSTER_GATEWAY_URL"] == "https://gw.example"
 
 
-def test_generated_secrets_cover_database_admin_and_tls_unless_provided():
-    names = {s["metadata"]["name"] for s in generated_secrets(_view(), lambda: "pw", lambda h: (b"c", b"k"))}
-    assert names == {"wa-db-credentials", "wa-admin", "wa-api-tls"}
-    provided = _view(api={"adminSecretName": "mine", "tlsSecretName": "my-tls"})
-    names = {s["metadata"]["name"] for s in generated_secrets(provided, lambda: "pw", lambda h: (b"c", b"k"))}
+def test_generated_secrets_cover_database_and_admin_unless_provided():
+    names = {s["metadata"]["name"] for s in generated_secrets(_view(), lambda: "pw")}
+    assert names == {"wa-db-credentials", "wa-admin"}
+    provided = _view(api={"adminSecretName": "mine"})
+    names = {s["metadata"]["name"] for s in generated_secrets(provided, lambda: "pw")}
     assert names == {"wa-db-credentials"}
+
+
+def test_the_generated_api_certificate_names_the_service_and_is_its_own_ca():
+    view = _view()
+    certificate = self_signed_certificate(api_hosts(view), days=30)
+    secret = api_tls_secret(view, certificate)
+    assert secret["metadata"]["name"] == "wa-api-tls" and secret["type"] == "kubernetes.io/tls"
+    assert secret["data"]["ca.crt"] == secret["data"]["tls.crt"]
+    assert "wa-api.ns.svc" in api_hosts(view)
+    parsed = x509.load_pem_x509_certificate(certificate.cert_pem)
+    sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert set(api_hosts(view)) <= set(sans)
+    assert (parsed.not_valid_after_utc - parsed.not_valid_before_utc).days == 30
 
 
 def test_settings_config_map_carries_the_monitoring_spec():

@@ -265,6 +265,12 @@ class RoleStatus(ApiModel):
     ready: int = Field(0, description="Ready pods.")
 
 
+class CertificateStatus(ApiModel):
+    not_before: str = Field(..., description="Start of the generated API certificate's validity (RFC 3339).")
+    not_after: str = Field(..., description="End of the generated API certificate's validity (RFC 3339).")
+    renew_at: str = Field(..., description="When the operator renews it: two thirds into its validity (RFC 3339).")
+
+
 class WhatsAppClusterStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -279,3 +285,5 @@ class WhatsAppClusterStatus(ApiModel):
     primary_master: str | None = Field(None, description="Holder of the master Lease.")
     shards: list[ShardStatus] = Field(default_factory=list, description="Shard map mirrored from the database.")
     ready_summary: str | None = Field(None, description="Ready pods over desired pods, for `kubectl get`.")
+    api_certificate: CertificateStatus | None = Field(
+        None, description="The API certificate the operator generated (absent with api.tlsSecretName).")

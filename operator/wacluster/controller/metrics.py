@@ -11,3 +11,6 @@ RECONCILE_SECONDS = Histogram("wacluster_operator_reconcile_duration_seconds",
                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 CLUSTERS = Gauge("wacluster_operator_clusters", "WhatsAppClusters by phase, as last reconciled.", ["phase"])
 IS_LEADER = Gauge("wacluster_operator_is_leader", "1 when this operator replica holds the operator Lease.")
+API_CERTIFICATE_EXPIRY = Gauge("wacluster_api_certificate_expiry_timestamp_seconds",
+                               "When the API certificate the operator generated expires (Unix time).",
+                               ["namespace", "cluster"])

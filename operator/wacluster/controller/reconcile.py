@@ -15,13 +15,15 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from wacluster.api.interprocess import MANAGED_BY, SHARD_MAP_ANNOTATION, Label, Role
 from wacluster.api.v1alpha1 import GROUP, KIND, VERSION, WhatsAppClusterSpec
 from wacluster.crypto.credentials import random_password, self_signed_certificate
+from wacluster.controller.metrics import API_CERTIFICATE_EXPIRY
+from wacluster.domain.certificates import CertificateRecord, certificate_action
 from wacluster.domain.cluster_status import Observation, RoleCounts, compute_status, merge_conditions
 from wacluster.domain.upgrade import JobPhase, Rollout, plan_rollout
 from wacluster.kube.objects import Objects, owner_reference
 from wacluster.resources.cluster import owned_objects, unowned_objects
 from wacluster.resources.naming import Names
 from wacluster.resources.pods import ClusterView
-from wacluster.resources.secrets import generated_secrets
+from wacluster.resources.secrets import api_hosts, api_tls_secret, generated_secrets
 
 log = logging.getLogger("wacluster.controller")
 
@@ -74,9 +76,12 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
     owner = owner_reference(f"{GROUP}/{VERSION}", KIND, name, uid)
     result = ReconcileResult(status={})
 
-    for secret in generated_secrets(view, random_password, self_signed_certificate):
+    for secret in generated_secrets(view, random_password):
         data_secret = secret["metadata"]["name"] == names.database_secret
         await objects.create_if_absent(secret, namespace, None if data_secret else owner)
+    certificate_status = None
+    if not spec.api.tls_secret_name:
+        certificate_status = await _generated_api_certificate(objects, view, owner, old_status, result)
     for obj in unowned_objects(view):
         await objects.create_if_absent(obj, namespace)
 
@@ -96,7 +101,11 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
     status = compute_status(observation)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     status["conditions"] = merge_conditions(old_status.get("conditions") or [], status["conditions"], now)
-    result.events = _events(old_status, status, rollout)
+    if certificate_status:
+        status["apiCertificate"] = certificate_status
+        API_CERTIFICATE_EXPIRY.labels(namespace=namespace, cluster=name).set(
+            CertificateRecord.from_status(certificate_status).not_after.timestamp())
+    result.events = _events(old_status, status, rollout) + result.events
     if result.errors:
         message = "; ".join(result.errors)
         status["phase"] = "Failed"
@@ -108,6 +117,28 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
             result.events.append(("Warning", "ApplyRejected", message))
     result.status = status
     return result
+
+
+async def _generated_api_certificate(objects: Objects, view: ClusterView, owner: dict[str, Any],
+                                     old_status: dict[str, Any], result: ReconcileResult) -> dict[str, str]:
+    """Create the generated API certificate if absent and renew it at two thirds of its life.
+    The operator never reads Secrets: what it knows of the certificate is in the status."""
+    generated = self_signed_certificate(api_hosts(view))
+    secret = api_tls_secret(view, generated)
+    created = await objects.create_if_absent(secret, view.namespace, owner)
+    record = CertificateRecord.from_status(old_status.get("apiCertificate"))
+    now = dt.datetime.now(dt.timezone.utc)
+    action = certificate_action(record, created, now)
+    if action == "keep":
+        return record.to_status()
+    if action == "renew":
+        await objects.apply(secret, view.namespace, owner)
+        expiry = f"expired {record.not_after:%Y-%m-%d}" if record and record.not_after <= now else (
+            f"renewal due since {record.renew_at:%Y-%m-%d}" if record else "its expiry was not on record")
+        result.events.append(("Normal", "CertificateRenewed",
+                              f"API certificate renewed ({expiry}); valid until {generated.not_after:%Y-%m-%d}; "
+                              "webapps load it without a restart"))
+    return CertificateRecord(generated.not_before, generated.not_after).to_status()
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import ssl
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from wacluster.api.interprocess import MEDIA_DIR, Env, Port, Role
-from wacluster.crypto.credentials import self_signed_certificate
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
@@ -26,6 +23,7 @@ from wacluster.runtime.webapp.handlers import Handlers
 from wacluster.runtime.webapp.media import Media
 from wacluster.api.openapi import openapi_document
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
+from wacluster.runtime.webapp.tls import reload_on_change, tls_context
 from wacluster.runtime.webapp.webhooks import WebhookDispatcher
 
 log = logging.getLogger("wacluster.webapp")
@@ -72,24 +70,6 @@ def build_app(handlers: Handlers, auth: Auth, media: Media) -> web.Application:
     return app
 
 
-def tls_context(directory: str | None) -> ssl.SSLContext:
-    """The certificate from the cluster's TLS Secret, or a self-signed one when there is none."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    cert = Path(directory or "/nonexistent") / "tls.crt"
-    key = Path(directory or "/nonexistent") / "tls.key"
-    if cert.exists() and key.exists():
-        context.load_cert_chain(str(cert), str(key))
-        return context
-    log.warning("no TLS certificate in %s; serving a self-signed one", directory)
-    pem_cert, pem_key = self_signed_certificate(["localhost"])
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "c").write_bytes(pem_cert)
-        (Path(tmp) / "k").write_bytes(pem_key)
-        context.load_cert_chain(str(Path(tmp) / "c"), str(Path(tmp) / "k"))
-    return context
-
-
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(Role.WEBAPP, help="run the REST API (routes requests by the shard map)")
     parser.add_argument("--port", type=int, default=Port.API)
@@ -122,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
                       asyncio.create_task(WebhookDispatcher(pool, session).run())]
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
+        if context is not None:
+            background.append(asyncio.create_task(reload_on_change(context, os.environ.get(Env.TLS_DIR))))
         for application, port, ssl_context in [(app, args.port, context),
                                                (metrics_app(lambda: cache.loaded_at > 0 or "shard map not loaded"),
                                                 args.metrics_port, None)]:
