@@ -1,13 +1,21 @@
-"""Login with the admin credentials; bearer tokens stored in the database so every webapp accepts them."""
+"""Login with the admin credentials; bearer tokens stored in the database so every webapp accepts them.
+
+A token carries an HMAC of itself under a key derived from the admin password, which every webapp
+of the cluster holds: a forged or random token is refused without a database query, so a flood
+of them cannot starve the pool that authenticated requests need. The database still decides
+expiry (and a password change invalidates every token)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import hmac
 import secrets
 import time
 
 from aiohttp import web
+from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
 from wacluster.db import tokens as tokens_db
@@ -15,6 +23,14 @@ from wacluster.runtime.webapp.errors import ApiError
 
 PUBLIC_PATHS = {"/v1/users/login", "/v1/openapi.json"}
 CACHE_SECONDS = 10.0
+MAC_BYTES = 16
+# Tokens issued before they were signed are still looked up, but only this many at a time.
+UNSIGNED_LOOKUPS_AT_ONCE = 2
+
+TOKEN_LOOKUPS = Counter("wacluster_webapp_token_lookups_total",
+                        "Bearer tokens looked up in the database, by kind (signed, unsigned).", ["kind"])
+TOKENS_FORGED = Counter("wacluster_webapp_tokens_forged_total",
+                                  "Bearer tokens refused without a database query: their signature is wrong.")
 
 
 class Auth:
@@ -23,6 +39,22 @@ class Auth:
         self.username, self.password = username, password
         self.token_ttl = token_ttl
         self._cache: dict[str, float] = {}  # token digest -> monotonic time until which it is trusted
+        self._key = hashlib.sha256(b"wacluster bearer token key\0" + password.encode()).digest()
+        self._unsigned = asyncio.Semaphore(UNSIGNED_LOOKUPS_AT_ONCE)
+
+    def _mac(self, nonce: str) -> str:
+        return base64.urlsafe_b64encode(hmac.digest(self._key, nonce.encode(), "sha256")[:MAC_BYTES]).decode().rstrip("=")
+
+    def issue(self) -> str:
+        nonce = secrets.token_urlsafe(32)
+        return f"{nonce}.{self._mac(nonce)}"
+
+    def signature_valid(self, token: str) -> bool | None:
+        """True or False for a signed token; None for one without a signature (issued earlier)."""
+        nonce, dot, mac = token.rpartition(".")
+        if not dot:
+            return None
+        return hmac.compare_digest(mac.encode(), self._mac(nonce).encode())
 
     async def login(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
@@ -38,7 +70,7 @@ class Auth:
         password_ok = hmac.compare_digest(password, self.password.encode())
         if not (user_ok & password_ok):
             raise ApiError("unauthorized", "wrong user name or password")
-        token = secrets.token_urlsafe(32)
+        token = self.issue()
         async with self.pool.connection() as conn:
             expires = await tokens_db.store(conn, token, self.username, self.token_ttl)
         return web.json_response({"users": [{"token": token, "expires_after": expires.isoformat()}]})
@@ -52,12 +84,24 @@ class Auth:
         now = time.monotonic()
         if self._cache.get(key, 0) > now:
             return
-        async with self.pool.connection() as conn:
-            left = await tokens_db.seconds_left(conn, token)
+        signed = self.signature_valid(token)
+        if signed is False:
+            TOKENS_FORGED.inc()
+            raise ApiError("unauthorized", "the token is unknown or expired; log in again")
+        if signed:
+            left = await self._seconds_left(token, "signed")
+        else:
+            async with self._unsigned:
+                left = await self._seconds_left(token, "unsigned")
         if left is None:
             self._cache.pop(key, None)
             raise ApiError("unauthorized", "the token is unknown or expired; log in again")
         self._cache[key] = now + min(CACHE_SECONDS, left)
+
+    async def _seconds_left(self, token: str, kind: str) -> float | None:
+        TOKEN_LOOKUPS.labels(kind=kind).inc()
+        async with self.pool.connection() as conn:
+            return await tokens_db.seconds_left(conn, token)
 
     def middleware(self):
         @web.middleware
