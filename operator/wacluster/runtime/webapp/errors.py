@@ -1,4 +1,5 @@
-"""Every error leaves in the on-premises shape {"errors": [{"code", "title", "details"}]}."""
+"""Every error leaves in the on-premises shape {"errors": [{"code", "title", "details"}]}
+(`wacluster.api.errors`, shared with the coreapp's control port)."""
 
 from __future__ import annotations
 
@@ -8,39 +9,19 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
+from wacluster.api.errors import describe_validation, error_body
+
 log = logging.getLogger("wacluster.webapp")
 
-# (HTTP status, code, title) per kind of failure, after the on-premises API's codes.
-KINDS = {
-    "bad_request": (400, 1009, "Parameter value is not valid"),
-    "unauthorized": (401, 1005, "Access denied"),
-    "not_found": (404, 1006, "Resource not found"),
-    "method": (405, 1000, "Method not allowed"),
-    "too_large": (413, 1009, "Request entity too large"),
-    "unsupported": (415, 1009, "Unsupported media type"),
-    "not_ready": (503, 1011, "Service not ready"),
-    "internal": (500, 1014, "Internal error"),
-}
-
-
 def error_response(kind: str, details: str, headers: dict[str, str] | None = None) -> web.Response:
-    status, code, title = KINDS[kind]
-    return web.json_response({"errors": [{"code": code, "title": title, "details": details}]},
-                             status=status, headers=headers)
+    status, body = error_body(kind, details)
+    return web.json_response(body, status=status, headers=headers)
 
 
 class ApiError(Exception):
     def __init__(self, kind: str, details: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(details)
         self.kind, self.details, self.headers = kind, details, headers
-
-
-def describe_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 async def parse(request: web.Request, model):

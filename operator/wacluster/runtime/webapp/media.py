@@ -3,6 +3,7 @@ anything from the request, so no path can escape the media directory."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -36,18 +37,22 @@ class Media:
         media_id = uuid.uuid4().hex
         tmp = self.directory / f".{media_id}.partial"
         size = 0
+        # File I/O in a worker thread: the media volume may be NFS, and a slow write must not
+        # stall every other request on this event loop.
+        out = await asyncio.to_thread(open, tmp, "wb")
         try:
-            with open(tmp, "wb") as out:
-                async for chunk in request.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise ApiError("too_large", f"media is limited to {self.max_bytes} bytes")
-                    out.write(chunk)
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise ApiError("too_large", f"media is limited to {self.max_bytes} bytes")
+                await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(out.close)
             if size == 0:
                 raise ApiError("bad_request", "the media body is empty")
-            os.replace(tmp, self.directory / media_id)
+            await asyncio.to_thread(os.replace, tmp, self.directory / media_id)
         finally:
-            tmp.unlink(missing_ok=True)
+            await asyncio.to_thread(out.close)
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
         async with self.pool.connection() as conn:
             await media_db.add(conn, media_id, content_type, size)
         return web.json_response({"media": [{"id": media_id}]}, status=201)
@@ -59,6 +64,6 @@ class Media:
         async with self.pool.connection() as conn:
             found = await media_db.get(conn, media_id)
         path = self.directory / media_id
-        if found is None or not path.exists():
+        if found is None or not await asyncio.to_thread(path.exists):
             raise ApiError("not_found", "no media with that id")
         return web.FileResponse(path, headers={"Content-Type": found[0]})
