@@ -1,0 +1,36 @@
+"""The error shape every HTTP answer of the product uses, the on-premises API's
+{"errors": [{"code", "title", "details"}]}: the webapp's REST API and the coreapp's control port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+# (HTTP status, code, title) per kind of failure, after the on-premises API's codes.
+KINDS: dict[str, tuple[int, int, str]] = {
+    "bad_request": (400, 1009, "Parameter value is not valid"),
+    "unauthorized": (401, 1005, "Access denied"),
+    "not_found": (404, 1006, "Resource not found"),
+    "method": (405, 1000, "Method not allowed"),
+    "not_owner": (409, 1011, "Not the owner of this shard"),
+    "too_large": (413, 1009, "Request entity too large"),
+    "unsupported": (415, 1009, "Unsupported media type"),
+    "not_ready": (503, 1011, "Service not ready"),
+    "internal": (500, 1014, "Internal error"),
+}
+
+
+def error_body(kind: str, details: str) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of one error."""
+    status, code, title = KINDS[kind]
+    return status, {"errors": [{"code": code, "title": title, "details": details}]}
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """What to fix, field by field (the first five), e.g. `messages.0.id: Field required`."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
