@@ -24,11 +24,25 @@ class ApiError(Exception):
         self.kind, self.details, self.headers = kind, details, headers
 
 
+JSON_BODY_LIMIT = 64 * 1024
+
+
+async def read_limited(request: web.Request, limit: int = JSON_BODY_LIMIT) -> bytes:
+    """The body, refused as soon as it exceeds `limit`: counted on the stream, so a chunked body
+    (no Content-Length) is held to the same limit as a declared one."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError("too_large", f"JSON bodies are limited to {limit // 1024} KiB")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ApiError("too_large", f"JSON bodies are limited to {limit // 1024} KiB")
+    return bytes(body)
+
+
 async def parse(request: web.Request, model):
     """The request body as `model`, or a 400 that says what to fix."""
-    if request.content_length is not None and request.content_length > 64 * 1024:
-        raise ApiError("too_large", "JSON bodies are limited to 64 KiB")
-    raw = await request.read()
+    raw = await read_limited(request)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
