@@ -33,6 +33,8 @@ class Env:
     TLS_DIR = "WACLUSTER_TLS_DIR"
     ADMIN_USERNAME = "WACLUSTER_ADMIN_USERNAME"
     ADMIN_PASSWORD = "WACLUSTER_ADMIN_PASSWORD"
+    WEBHOOK_SIGNING_KEY = "WACLUSTER_WEBHOOK_SIGNING_KEY"            # HMAC key of outgoing webhooks
+    WEBHOOK_ALLOWED_NETWORKS = "WACLUSTER_WEBHOOK_ALLOWED_NETWORKS"  # CIDRs, comma-separated
     # Set by the pod builders on the dbupgrade Job; the seeds' name, hence no prefix.
     EXIT_ON_SUCCESS = "EXIT_ON_SUCCESS"
 

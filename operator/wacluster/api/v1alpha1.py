@@ -202,6 +202,19 @@ class GatewaySpec(ApiModel):
     ))
 
 
+class WebhooksSpec(ApiModel):
+    """Outgoing webhooks (inbound messages and statuses POSTed to the URL set through the API).
+    Every one is signed: header `X-Wacluster-Signature-256: sha256=<hex HMAC-SHA256 of the raw
+    body>` under the key in the Secret `<cluster>-webhook-signing` (key `key`)."""
+
+    allowed_networks: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="CIDRs a webhook URL may resolve to although private, loopback or link-local "
+                    "(refused otherwise), e.g. 10.20.0.0/16 for a receiver inside your network.",
+        json_schema_extra={"items": {"type": "string", "maxLength": 64,
+                                     "pattern": r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$"}})
+
+
 class NetworkPolicySpec(ApiModel):
     """NetworkPolicies the operator keeps per cluster: into each role only what must reach it
     (coreapps: masters and webapps; the database: the cluster's roles; the sandbox: coreapps).
@@ -233,6 +246,7 @@ class WhatsAppClusterSpec(ApiModel):
     media: MediaSpec = Field(default_factory=MediaSpec, description="The shared media volume.")
     api: ApiSpec = Field(default_factory=ApiSpec, description="Exposure and credentials of the REST API.")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="The WhatsApp server coreapps connect to.")
+    webhooks: WebhooksSpec = Field(default_factory=WebhooksSpec, description="Outgoing webhooks: where they may go.")
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec,
                                               description="NetworkPolicies limiting what reaches each role.")
     deletion_policy: Literal["Retain", "Delete"] = Field(

@@ -71,6 +71,10 @@ class Names:
         return f"{self.cluster}-admin"
 
     @property
+    def webhook_signing_secret(self) -> str:
+        return f"{self.cluster}-webhook-signing"
+
+    @property
     def tls_secret(self) -> str:
         return f"{self.cluster}-api-tls"
 

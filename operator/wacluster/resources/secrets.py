@@ -35,6 +35,10 @@ def generated_secrets(view: ClusterView, password: Callable[[], str]) -> list[di
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": names.database_secret, "labels": labels(view.name, "database")},
                     "data": {"username": _b64("whatsapp"), "password": _b64(password())}})
+    # The key webapps sign outgoing webhooks with; receivers verify with it.
+    out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": names.webhook_signing_secret, "labels": labels(view.name, Role.WEBAPP)},
+                "data": {"key": _b64(password())}})
     if not view.spec.api.admin_secret_name:
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": names.admin_secret, "labels": labels(view.name, Role.WEBAPP)},

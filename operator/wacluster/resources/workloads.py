@@ -57,6 +57,9 @@ def webapp_deployment(view: ClusterView) -> dict[str, Any]:
         {"name": Env.TLS_DIR, "value": "/etc/wacluster-tls"},
         {"name": Env.ADMIN_USERNAME, "valueFrom": {"secretKeyRef": {"name": admin_secret, "key": "username"}}},
         {"name": Env.ADMIN_PASSWORD, "valueFrom": {"secretKeyRef": {"name": admin_secret, "key": "password"}}},
+        {"name": Env.WEBHOOK_SIGNING_KEY,
+         "valueFrom": {"secretKeyRef": {"name": view.names.webhook_signing_secret, "key": "key"}}},
+        {"name": Env.WEBHOOK_ALLOWED_NETWORKS, "value": ",".join(view.spec.webhooks.allowed_networks)},
     ]
     tls = {"name": "tls", "secret": {"secretName": view.spec.api.tls_secret_name or view.names.tls_secret}}
     pod = runtime_pod(view, Role.WEBAPP, spec, container, extra_volumes=[tls])

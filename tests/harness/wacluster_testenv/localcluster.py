@@ -23,6 +23,7 @@ from wacluster_testenv.eventually import eventually
 from wacluster_testenv.leasewatch import LeaseWatch
 from wacluster_testenv.processes import free_port
 
+WEBHOOK_SIGNING_KEY = "local-webhook-signing-key"
 DEFAULT_SETTINGS = {"heartbeat_interval": 1.0, "unhealthy_interval": 3.0, "db_heartbeat_interval": 1.0,
                     "db_unhealthy_after": 6.0, "lease_duration": 4.0, "renew_deadline": 3.0, "retry_period": 0.5}
 
@@ -126,9 +127,11 @@ class LocalCluster:
         self.roles[name] = role
         return role
 
-    def start_coreapp(self, name: str) -> Role:
+    def start_coreapp(self, name: str, args: tuple[str, ...] = ()) -> Role:
+        """`args`: further command-line options of `wacluster coreapp`."""
         port = free_port()
-        argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0"]
+        argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0",
+                *args]
         role = Role(name, "coreapp", argv, self._env(name), self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         return role
@@ -145,7 +148,8 @@ class LocalCluster:
         eventually(answers, timeout, interval=0.1, what=f"{url} answering")
 
     def start_webapp(self, name: str = "webapp", password: str = "secret-admin-password",
-                     plain_http: bool = False, token_ttl: float | None = None, media_max_bytes: int | None = None) -> Role:
+                     plain_http: bool = False, token_ttl: float | None = None, media_max_bytes: int | None = None,
+                     webhook_allowed_networks: str = "127.0.0.0/8") -> Role:
         port = free_port()
         argv = [sys.executable, "-m", "wacluster", ProcessRole.WEBAPP, "--host", "127.0.0.1", "--port", str(port),
                 "--metrics-port", "0", "--media-dir", str(self.workdir / "media")]
@@ -155,7 +159,10 @@ class LocalCluster:
             argv += ["--media-max-bytes", str(media_max_bytes)]
         if plain_http:
             argv.append("--plain-http")
-        role = Role(name, "webapp", argv, self._env(name, {Env.ADMIN_PASSWORD: password}),
+        role = Role(name, "webapp", argv, self._env(name, {
+            Env.ADMIN_PASSWORD: password, Env.WEBHOOK_SIGNING_KEY: WEBHOOK_SIGNING_KEY,
+            # The tests' webhook receivers listen on loopback, which a cluster refuses by default.
+            Env.WEBHOOK_ALLOWED_NETWORKS: webhook_allowed_networks}),
                     self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         scheme = "http" if plain_http else "https"
@@ -208,6 +215,14 @@ class LocalCluster:
 
     def gateway(self, path: str = "/inspect") -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.gateway_port}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def gateway_faults(self, **faults: float) -> dict:
+        """Arm the sandbox's network faults (`reset_on_send`, `swallow_sends`, `ack_delay`: see runtime/sandbox.py);
+        returns the faults armed and those that already struck."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.gateway_port}/faults", method="POST",
+                                         data=json.dumps(faults).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return json.loads(resp.read())
 
 

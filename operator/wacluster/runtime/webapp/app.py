@@ -24,6 +24,8 @@ from wacluster.runtime.webapp.media import Media
 from wacluster.api.openapi import openapi_document
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 from wacluster.runtime.webapp.tls import reload_on_change, tls_context
+from wacluster.domain.webhook_destinations import parse_networks
+from wacluster.runtime.webapp.destinations import AllowedDestinationsResolver
 from wacluster.runtime.webapp.webhooks import WebhookDispatcher
 
 log = logging.getLogger("wacluster.webapp")
@@ -88,10 +90,18 @@ def run(args: argparse.Namespace) -> int:
     password = os.environ.get(Env.ADMIN_PASSWORD)
     if not password:
         raise RuntimeError(f"{Env.ADMIN_PASSWORD} is not set (the operator passes it from the admin Secret)")
+    signing_key = os.environ.get(Env.WEBHOOK_SIGNING_KEY, "").encode()
+    if not signing_key:
+        raise RuntimeError(f"{Env.WEBHOOK_SIGNING_KEY} is not set (the operator passes it from the "
+                           f"<cluster>-webhook-signing Secret)")
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), min_size=2, max_size=16)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        # Webhooks get a session of their own: it resolves only to destinations the cluster allows.
+        allowed = parse_networks(os.environ.get(Env.WEBHOOK_ALLOWED_NETWORKS, ""))
+        webhook_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            limit=64, resolver=AllowedDestinationsResolver(allowed)))
         cache = ShardMapCache(pool)
         handlers = Handlers(pool, cache, Router(cache, session), session, gateway_url())
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
@@ -99,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         install_stop_signals(stop)
         background = [asyncio.create_task(cache.run()),
-                      asyncio.create_task(WebhookDispatcher(pool, session).run())]
+                      asyncio.create_task(WebhookDispatcher(pool, webhook_session, signing_key, allowed).run())]
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
         if context is not None:
@@ -123,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             for runner in runners:
                 await runner.cleanup()
             await session.close()
+            await webhook_session.close()
             await pool.close()
 
     run_loop(main())

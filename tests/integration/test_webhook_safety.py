@@ -1,0 +1,97 @@
+"""Outgoing webhooks are signed, go only where the cluster allows and never follow a redirect."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+
+import pytest
+
+from wacluster_testenv.apiclient import ApiClient
+from wacluster_testenv.eventually import eventually
+from wacluster_testenv.localcluster import WEBHOOK_SIGNING_KEY, LocalCluster
+
+pytestmark = pytest.mark.integration
+PASSWORD = "secret-admin-password"
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Records what it receives; `/redirect` answers 302 to `/target`."""
+
+    received: list[tuple[str, dict, bytes]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append((self.path, dict(self.headers), body))
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/target")
+        else:
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    Receiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def cluster(kubeconfig, pg_dsn, tmp_path):
+    c = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
+    assert c.dbupgrade().returncode == 0
+    yield c
+    c.stop_all()
+
+
+def webapp(cluster: LocalCluster, url: str, **options) -> ApiClient:
+    role = cluster.start_webapp(password=PASSWORD, **options)
+    api = ApiClient(f"https://127.0.0.1:{role.port}")
+    assert api.login("admin", PASSWORD).status == 200
+    assert api.request("PATCH", "/v1/settings/application", {"webhooks": {"url": url}}).status == 200
+    return api
+
+
+def queue_event(cluster: LocalCluster, payload: dict) -> int:
+    return cluster.query("INSERT INTO webhook_events (payload) VALUES (%s::jsonb) RETURNING id", (json.dumps(payload),))[0][0]
+
+
+def event(cluster: LocalCluster, event_id: int) -> tuple:
+    return cluster.query("SELECT delivered_at IS NOT NULL, attempts, last_error FROM webhook_events WHERE id = %s",
+                         (event_id,))[0]
+
+
+def test_every_webhook_is_signed_over_its_raw_body(cluster, receiver):
+    webapp(cluster, f"{receiver}/hook")
+    queue_event(cluster, {"statuses": [{"id": "wamid.1", "status": "delivered"}]})
+    path, headers, body = eventually(lambda: Receiver.received and Receiver.received[0], 30, what="the webhook")
+    expected = "sha256=" + hmac.new(WEBHOOK_SIGNING_KEY.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Wacluster-Signature-256"], expected)
+    assert json.loads(body) == {"statuses": [{"id": "wamid.1", "status": "delivered"}]}
+
+
+def test_a_loopback_destination_is_refused_unless_allowed(cluster, receiver):
+    webapp(cluster, f"{receiver}/hook", webhook_allowed_networks="")
+    event_id = queue_event(cluster, {"statuses": []})
+    delivered, attempts, error = eventually(lambda: (e := event(cluster, event_id))[1] >= 1 and e[2] and e, 30,
+                                            what="a failed attempt")
+    assert not delivered and "loopback" in error
+    assert Receiver.received == []
+
+
+def test_redirects_are_not_followed(cluster, receiver):
+    webapp(cluster, f"{receiver}/redirect")
+    event_id = queue_event(cluster, {"statuses": []})
+    delivered, attempts, error = eventually(lambda: (e := event(cluster, event_id))[2] and e, 30, what="a failed attempt")
+    assert not delivered and "redirect" in error
+    assert [path for path, _, _ in Receiver.received] == ["/redirect"] * len(Receiver.received)
