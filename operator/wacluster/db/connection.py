@@ -26,15 +26,17 @@ def conninfo_from_env(env: dict[str, str] | None = None) -> str:
     )
 
 
-async def open_pool(conninfo: str, min_size: int = 1, max_size: int = 8) -> AsyncConnectionPool:
+async def open_pool(conninfo: str, min_size: int = 1, max_size: int = 8, timeout: float = 10.0) -> AsyncConnectionPool:
     """The pool every role takes its connections from.
 
     Each connection is checked as it is handed out (an empty query, one round trip): after a
     PostgreSQL restart or failover every idle connection is dead, and without the check the next
     request of each would fail (a webapp's first POST after the restart answered 500). A dead one
-    is discarded and replaced. A connection that breaks while in use still fails that use."""
+    is discarded and replaced. A connection that breaks while in use still fails that use.
+    `timeout`: how long a caller waits for a connection before PoolTimeout (e.g. while the
+    database is down)."""
     pool = AsyncConnectionPool(conninfo, min_size=min_size, max_size=max_size, open=False,
-                               kwargs={"autocommit": True}, timeout=10,
+                               kwargs={"autocommit": True}, timeout=timeout,
                                check=AsyncConnectionPool.check_connection)
     await pool.open(wait=False)
     return pool

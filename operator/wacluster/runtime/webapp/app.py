@@ -18,7 +18,7 @@ from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.webapp.auth import Auth
-from wacluster.runtime.webapp.errors import error_middleware
+from wacluster.runtime.webapp.errors import DATABASE_WAIT, error_middleware
 from wacluster.runtime.webapp.handlers import Handlers
 from wacluster.runtime.webapp.media import Media
 from wacluster.api.openapi import openapi_document
@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                            f"<cluster>-webhook-signing Secret)")
 
     async def main() -> None:
-        pool = await open_pool(conninfo_from_env(), min_size=2, max_size=16)
+        # A client waits at most DATABASE_WAIT for a connection; then it gets a 503 and Retry-After.
+        pool = await open_pool(conninfo_from_env(), min_size=2, max_size=16, timeout=DATABASE_WAIT)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
         # Webhooks get a session of their own: it resolves only to destinations the cluster allows.
         allowed = parse_networks(os.environ.get(Env.WEBHOOK_ALLOWED_NETWORKS, ""))

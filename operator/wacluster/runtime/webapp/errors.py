@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 import logging
 
+import psycopg
 from aiohttp import web
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from wacluster.api.errors import describe_validation, error_body
 
 log = logging.getLogger("wacluster.webapp")
+
+# Seconds a request waits for a database connection before it is answered 503 (the database is
+# down or saturated), and what Retry-After then suggests.
+DATABASE_WAIT = 2.0
+DATABASE_RETRY_AFTER = "5"
 
 def error_response(kind: str, details: str, headers: dict[str, str] | None = None) -> web.Response:
     status, body = error_body(kind, details)
@@ -61,6 +68,10 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.kind, exc.details, exc.headers)
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+        return error_response("not_ready", "the database is unreachable; retry later",
+                              {"Retry-After": DATABASE_RETRY_AFTER})
     except web.HTTPRequestEntityTooLarge:
         return error_response("too_large", "the body exceeds the size limit")
     except web.HTTPNotFound:
