@@ -80,8 +80,9 @@ def test_every_webhook_is_signed_over_its_raw_body(cluster, receiver):
     assert json.loads(body) == {"statuses": [{"id": "wamid.1", "status": "delivered"}]}
 
 
-def test_a_loopback_destination_is_refused_unless_allowed(cluster, receiver):
-    webapp(cluster, f"{receiver}/hook", webhook_allowed_networks="")
+def test_a_name_resolving_to_loopback_is_refused_at_delivery_unless_allowed(cluster, receiver):
+    # A name passes when set (it may resolve elsewhere later); the resolver refuses its address.
+    webapp(cluster, f"{receiver.replace('127.0.0.1', 'localhost')}/hook", webhook_allowed_networks="")
     event_id = queue_event(cluster, {"statuses": []})
     delivered, attempts, error = eventually(lambda: (e := event(cluster, event_id))[1] >= 1 and e[2] and e, 30,
                                             what="a failed attempt")
@@ -95,3 +96,13 @@ def test_redirects_are_not_followed(cluster, receiver):
     delivered, attempts, error = eventually(lambda: (e := event(cluster, event_id))[2] and e, 30, what="a failed attempt")
     assert not delivered and "redirect" in error
     assert [path for path, _, _ in Receiver.received] == ["/redirect"] * len(Receiver.received)
+
+
+def test_a_webhook_url_aimed_inside_the_cluster_is_refused_when_set(cluster, receiver):
+    api = webapp(cluster, "https://hooks.example.com/ok")
+    for url, why in [("http://169.254.169.254/latest/", "link-local"), ("http://10.96.0.1/", "private"),
+                     ("http://[::1]:9090/", "loopback")]:
+        reply = api.request("PATCH", "/v1/settings/application", {"webhooks": {"url": url}})
+        assert reply.status == 400 and why in reply.error["details"], (url, reply.body)
+    assert api.request("GET", "/v1/settings/application").body["settings"]["application"]["webhooks"]["url"] \
+        == "https://hooks.example.com/ok"

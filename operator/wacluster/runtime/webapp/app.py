@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         webhook_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             limit=64, resolver=AllowedDestinationsResolver(allowed)))
         cache = ShardMapCache(pool)
-        handlers = Handlers(pool, cache, Router(cache, session), session, gateway_url())
+        handlers = Handlers(pool, cache, Router(cache, session), session, gateway_url(), allowed)
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
                         Media(pool, Path(args.media_dir), args.media_max_bytes))
         stop = asyncio.Event()

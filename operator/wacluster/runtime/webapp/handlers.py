@@ -20,6 +20,8 @@ from wacluster.db import settings as settings_db
 from wacluster.db.messages import Message
 from wacluster.domain.health import NodeHealthInput, health
 from wacluster.domain.sharding import route_hash
+from wacluster.domain.webhook_destinations import Network
+from wacluster.runtime.webapp.destinations import DestinationRefused, check_literal_host
 from wacluster.runtime.webapp.errors import ApiError, parse
 from wacluster.runtime.webapp.batching import ShardBatcher
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
@@ -29,8 +31,9 @@ REQUEST_DEADLINE = 10.0  # how long a send may wait for a failover before answer
 
 class Handlers:
     def __init__(self, pool: AsyncConnectionPool, cache: ShardMapCache, router: Router,
-                 session: aiohttp.ClientSession, gateway_url: str) -> None:
+                 session: aiohttp.ClientSession, gateway_url: str, webhook_allowed: list[Network] | None = None) -> None:
         self.pool, self.cache, self.router = pool, cache, router
+        self.webhook_allowed = webhook_allowed or []
         self.session = session
         self.gateway_url = gateway_url.rstrip("/")
         self.batcher = ShardBatcher(pool, router, REQUEST_DEADLINE)
@@ -110,6 +113,11 @@ class Handlers:
         changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True).items()
                                    if k != "webhooks" and v is not None}
         if body.webhooks is not None:
+            if body.webhooks.url:
+                try:  # an address inside the cluster is refused now; a name when it is resolved
+                    check_literal_host(body.webhooks.url.host or "", self.webhook_allowed)
+                except DestinationRefused as refused:
+                    raise ApiError("bad_request", f"webhooks.url: {refused}")
             changes["webhook_url"] = str(body.webhooks.url) if body.webhooks.url else None
         async with self.pool.connection() as conn:
             current = await settings_db.read_all(conn)

@@ -81,11 +81,14 @@ class WebhookDispatcher:
                     return
                 error = (f"receiver redirected ({resp.status}); redirects are not followed" if resp.status < 400
                          else f"receiver answered {resp.status}")
-        except DestinationRefused as exc:
-            WEBHOOKS.labels(result="refused").inc()
-            error = str(exc)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            error = f"receiver unreachable: {exc}"
+            # The resolver's refusal reaches us wrapped in aiohttp's connection error.
+            refused = exc if isinstance(exc, DestinationRefused) else getattr(exc, "os_error", None)
+            if isinstance(refused, DestinationRefused):
+                WEBHOOKS.labels(result="refused").inc()
+                error = str(refused)
+            else:
+                error = f"receiver unreachable: {exc}"
         WEBHOOKS.labels(result="retry").inc()
         async with self.pool.connection() as conn:
             await webhooks_db.retry_later(conn, event_id, backoff(attempt), error)
