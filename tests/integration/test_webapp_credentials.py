@@ -52,3 +52,12 @@ def test_a_token_issued_before_tokens_were_signed_still_works(api, pg_dsn):
                      (digest(legacy),))
     api.token = legacy
     assert api.request("GET", "/v1/health").status == 200
+
+
+def test_a_client_guessing_passwords_is_slowed_down_and_told_when_to_retry(api):
+    replies = [api.login("admin", f"guess-{n}") for n in range(25)]
+    assert [r.status for r in replies[:20]] == [401] * 20
+    limited = replies[20]
+    assert limited.status == 429 and limited.error["code"] == 1015
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert api.login("admin", PASSWORD).status == 429  # even the right password waits its turn

@@ -15,6 +15,7 @@ KINDS: dict[str, tuple[int, int, str]] = {
     "method": (405, 1000, "Method not allowed"),
     "not_owner": (409, 1011, "Not the owner of this shard"),
     "too_large": (413, 1009, "Request entity too large"),
+    "too_many": (429, 1015, "Too many requests"),
     "unsupported": (415, 1009, "Unsupported media type"),
     "not_ready": (503, 1011, "Service not ready"),
     "internal": (500, 1014, "Internal error"),

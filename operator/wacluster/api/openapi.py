@@ -21,8 +21,13 @@ def _json(model) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(model)}}
 
 
+# Every route may answer 503 (with Retry-After) while the database is unreachable.
+ALWAYS = (503,)
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): {"description": "error", "content": _json(rest.ErrorResponse)} for s in statuses}
+    return {str(s): {"description": "error", "content": _json(rest.ErrorResponse)}
+            for s in sorted(set(statuses) | set(ALWAYS))}
 
 
 def _op(summary: str, ok: str, ok_model=None, body=None, errors=(400, 401), secured=True) -> dict[str, Any]:
@@ -52,7 +57,7 @@ def openapi_document() -> dict[str, Any]:
                                            "basic": {"type": "http", "scheme": "basic"}}},
         "paths": {
             "/v1/users/login": {"post": _op("Log in with the admin credentials", "200", rest.LoginResponse,
-                                            errors=(401,), secured=False)},
+                                            errors=(401, 429), secured=False)},
             "/v1/health": {"get": {**_op("Health of every master and coreapp", "200", errors=(401,)),
                                    "responses": {"200": {"description": "health",
                                                          "content": {"application/json": {"schema": health}}},

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 
@@ -19,6 +20,7 @@ from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
 from wacluster.db import tokens as tokens_db
+from wacluster.domain.login_limit import FailedLogins
 from wacluster.runtime.webapp.errors import ApiError
 
 PUBLIC_PATHS = {"/v1/users/login", "/v1/openapi.json"}
@@ -41,6 +43,7 @@ class Auth:
         self._cache: dict[str, float] = {}  # token digest -> monotonic time until which it is trusted
         self._key = hashlib.sha256(b"wacluster bearer token key\0" + password.encode()).digest()
         self._unsigned = asyncio.Semaphore(UNSIGNED_LOOKUPS_AT_ONCE)
+        self.failed_logins = FailedLogins()
 
     def _mac(self, nonce: str) -> str:
         return base64.urlsafe_b64encode(hmac.digest(self._key, nonce.encode(), "sha256")[:MAC_BYTES]).decode().rstrip("=")
@@ -57,6 +60,19 @@ class Auth:
         return hmac.compare_digest(mac.encode(), self._mac(nonce).encode())
 
     async def login(self, request: web.Request) -> web.Response:
+        client, now = request.remote or "unknown", time.monotonic()
+        wait = self.failed_logins.retry_after(client, now)
+        if wait > 0:
+            seconds = str(math.ceil(wait))
+            raise ApiError("too_many", f"too many failed logins from this client; retry in {seconds} s",
+                           {"Retry-After": seconds})
+        try:
+            return await self._login(request)
+        except ApiError:
+            self.failed_logins.failed(client, now)
+            raise
+
+    async def _login(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Basic "):
             raise ApiError("unauthorized", "log in with HTTP Basic authentication (admin user name and password)")
