@@ -6,8 +6,17 @@ replaces the newer one is a *conflict*; more than `ban_threshold` conflicts with
 `ban_window` seconds ban the account for `ban_cooldown` seconds. Deliveries are recorded by
 message id (a repeated id is acknowledged but not delivered twice) with shard, epoch and node.
 A live connection may ask which of a list of ids were already delivered (`query` → `known`),
-so a client that takes over a shard resends only what its predecessor did not send.
+so a client that takes over a shard resends only what its predecessor did not send. An answer
+(`ack`, `known`) echoes the `ref` of its request when the request carried one.
 Everything is deterministic and inspectable at GET /inspect.
+
+Faults for tests (POST /faults), the network failures the real service's clients must survive:
+`reset_on_send: n` makes each of the next n send frames deliver the first half of its batch and
+then reset the TCP connection (no ack, no close frame); `swallow_sends: n` makes the next n send
+frames vanish (nothing delivered, nothing acknowledged), as a frame lost in transit; `ack_delay:
+seconds` delivers each batch at once but answers it that much later (a slow ack: the connection's
+later frames, and its pings, wait behind it, so a client may give the connection up), until set
+back to 0.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import asyncio
 import hashlib
 import logging
 import os
+import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +50,17 @@ class Connection:
 
 
 @dataclass
+class Faults:
+    """Injected network faults, consumed one send frame at a time (see the module docstring)."""
+
+    reset_on_send: int = 0
+    swallow_sends: int = 0
+    ack_delay: float = 0.0
+    resets: list[dict[str, Any]] = field(default_factory=list)
+    swallowed: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class GatewayState:
     ban_threshold: int = 3
     ban_window: float = 60.0
@@ -52,6 +74,7 @@ class GatewayState:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     bans: list[dict[str, Any]] = field(default_factory=list)
     banned_until: dict[str, float] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
 
     def is_banned(self, account: str, now: float) -> bool:
         return self.banned_until.get(account, 0) > now
@@ -64,6 +87,8 @@ class GatewayState:
             "replacements": len(self.replacements),
             "conflicts": len(self.conflicts),
             "bans": len(self.bans),
+            "resets": len(self.faults.resets),
+            "swallowed": len(self.faults.swallowed),
             "connections": {f"{a}/{s}": {"node": c.node, "epoch": c.epoch}
                             for (a, s), c in sorted(self.live.items())},
         }
@@ -98,7 +123,12 @@ class Gateway:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
-                await self._handle(ws, account, shard, node, epoch, msg.json())
+                frame = msg.json()
+                fault = self._fault(ws, request.transport, account, shard, node, epoch, frame)
+                if fault == "reset":
+                    break
+                if fault is None:
+                    await self._handle(ws, account, shard, node, epoch, frame)
         finally:
             current = self.state.live.get((account, shard))
             if current is not None and current.ws is ws:
@@ -143,6 +173,47 @@ class Gateway:
             log.error("account %s BANNED for %.0fs after %d conflicts", incoming.account,
                       state.ban_cooldown, len(recent))
 
+    def _fault(self, ws, transport, account: str, shard: int, node: str, epoch: int, message: dict) -> str | None:
+        """Apply an armed fault to a send frame on the live connection: "swallowed" (the frame is
+        gone), "reset" (the connection is), or None (no fault: handle the frame)."""
+        faults = self.state.faults
+        current = self.state.live.get((account, shard))
+        if message.get("type") != "send" or current is None or current.ws is not ws:
+            return None
+        ids = [item["id"] for item in message.get("messages", [])]
+        if faults.swallow_sends > 0:
+            faults.swallow_sends -= 1
+            faults.swallowed.append({"ids": ids, "shard": shard, "node": node, "epoch": epoch})
+            log.warning("FAULT: swallowed a send of %d message(s) from %s on shard %d", len(ids), node, shard)
+            return "swallowed"
+        if faults.reset_on_send <= 0:
+            return None
+        faults.reset_on_send -= 1
+        half = message.get("messages", [])[: len(ids) // 2]
+        now = time.time()
+        for item in half:
+            if item["id"] not in self.state.deliveries:
+                self.state.deliveries[item["id"]] = {"id": item["id"], "to": item.get("to"), "shard": shard,
+                                                     "epoch": epoch, "node": node, "at": now}
+        faults.resets.append({"ids": ids, "delivered": [i["id"] for i in half], "shard": shard, "node": node,
+                              "epoch": epoch})
+        log.warning("FAULT: delivered %d of %d message(s) from %s on shard %d, then reset the connection",
+                    len(half), len(ids), node, shard)
+        if transport is not None:
+            _reset(transport)
+        return "reset"
+
+    async def faults(self, request: web.Request) -> web.Response:
+        """Arm faults (test-only): {"reset_on_send": n, "swallow_sends": n, "ack_delay": seconds}."""
+        body = await request.json()
+        faults = self.state.faults
+        faults.reset_on_send = int(body.get("reset_on_send", faults.reset_on_send))
+        faults.swallow_sends = int(body.get("swallow_sends", faults.swallow_sends))
+        faults.ack_delay = float(body.get("ack_delay", faults.ack_delay))
+        return web.json_response({"reset_on_send": faults.reset_on_send, "swallow_sends": faults.swallow_sends,
+                                  "ack_delay": faults.ack_delay, "resets": faults.resets,
+                                  "swallowed": faults.swallowed})
+
     async def _handle(self, ws, account: str, shard: int, node: str, epoch: int, message: dict) -> None:
         kind = message.get("type")
         if kind not in ("send", "query"):
@@ -157,7 +228,7 @@ class Gateway:
             # Answered only on the live connection: once it is admitted, a replaced one can send
             # nothing more, so the answer cannot go stale.
             known = [i for i in message.get("ids", []) if i in self.state.deliveries]
-            await ws.send_json({"type": "known", "ids": known})
+            await ws.send_json({"type": "known", "ids": known, **_ref(message)})
             return
         acked = []
         now = time.time()
@@ -168,7 +239,9 @@ class Gateway:
             else:
                 self.state.deliveries[item["id"]] = record
             acked.append(item["id"])
-        await ws.send_json({"type": "ack", "ids": acked})
+        if self.state.faults.ack_delay > 0:
+            await asyncio.sleep(self.state.faults.ack_delay)  # the injected slow ack
+        await ws.send_json({"type": "ack", "ids": acked, **_ref(message)})
         await ws.send_json({"type": "status", "statuses": [{"id": i, "status": "delivered"} for i in acked]})
 
     async def register(self, request: web.Request) -> web.Response:
@@ -201,7 +274,24 @@ class Gateway:
         app.router.add_post("/v1/verify", self.verify)
         app.router.add_get("/inspect", self.inspect)
         app.router.add_get("/inspect/deliveries", self.inspect_deliveries)
+        app.router.add_post("/faults", self.faults)
         return app
+
+
+def _ref(request: dict) -> dict:
+    """The request's correlation reference, echoed in its answer when it carried one."""
+    return {"ref": request["ref"]} if "ref" in request else {}
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP reset (SO_LINGER 0): the peer sees ECONNRESET, not an orderly close."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 def add_parser(subparsers) -> None:
