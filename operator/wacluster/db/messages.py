@@ -1,8 +1,21 @@
-"""Outgoing messages: durable before the API answers, delivered once (the gateway dedupes ids)."""
+"""Outgoing messages: durable before the API answers, sent only by the coreapp that claimed them.
+
+A row's life: `queued` (stored by a webapp) → `claimed` (by the owner of its shard, at its epoch,
+in one of its serving sessions) → `delivered` (on the gateway's ack). A webapp that found no owner
+in time withdraws it instead: `queued` → `cancelled`. The claim and the withdrawal each change the
+row only while it is `queued`, so whichever comes first decides: a withdrawn message is never
+sent, a claimed one is never withdrawn. A claim also checks, in the same statement, that the
+claimer owns the row's shard at its epoch with a live lease (the shard-map row is locked FOR
+SHARE meanwhile), so a coreapp never sends a message of another shard, a message that does not
+exist, or one that another owner claimed since. A claim left behind by an ended session (fenced,
+killed, failed over) is taken over by the shard's current owner, which asks the gateway before
+sending it again.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -15,6 +28,28 @@ class Message:
     recipient: str
     shard: int
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claimer:
+    """Who claims: the owner of `shard` at `epoch`, in one serving session."""
+
+    coreapp: str
+    shard: int
+    epoch: int
+    session: str
+
+    def params(self) -> dict[str, Any]:
+        return {"coreapp": self.coreapp, "shard": self.shard, "epoch": self.epoch, "session": self.session}
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    """A row of the backlog: queued, or claimed by a session that no longer holds it in hand."""
+
+    id: str
+    created_at: datetime
+    mine: bool  # claimed by the asking session itself (an old claim it lost track of)
 
 
 async def insert(conn: AsyncConnection, message: Message, route_hash: int) -> None:
@@ -40,17 +75,74 @@ async def queued(conn: AsyncConnection, shard: int, limit: int = 500) -> list[Me
     return [Message(*row) for row in rows]
 
 
+# The claimer owns the shard at its epoch with a live lease; the row stays locked until the claim
+# commits, so no promotion, revocation or re-partition can come between the check and the claim.
+_OWNER = ("owner AS (SELECT shard FROM shard_map WHERE shard = %(shard)s AND epoch = %(epoch)s "
+          "AND coreapp = %(coreapp)s AND NOT revoked AND lease_until > now() FOR SHARE)")
+_CLAIM = ("UPDATE messages m SET status = 'claimed', claimed_by = %(coreapp)s, claimed_epoch = %(epoch)s, "
+          "claim_session = %(session)s, claimed_at = now() FROM owner ")
+
+
+async def claim(conn: AsyncConnection, claimer: Claimer, ids: list[str]) -> list[Message]:
+    """The hand-off from a webapp: claim those of `ids` that are queued in the claimer's shard.
+    Everything else (another shard's, already claimed, delivered, withdrawn, unknown) is left
+    alone and must not be sent."""
+    if not ids:
+        return []
+    rows = await (await conn.execute(
+        f"WITH {_OWNER} {_CLAIM}"
+        "WHERE m.id = ANY(%(ids)s) AND m.shard = owner.shard AND m.status = 'queued' "
+        "RETURNING m.id, m.recipient, m.shard, m.body", {**claimer.params(), "ids": ids})).fetchall()
+    return [Message(*row) for row in rows]
+
+
+async def unsettled(conn: AsyncConnection, claimer: Claimer, after: tuple[datetime, str] | None, limit: int,
+                    stale_after: float) -> list[Unsettled]:
+    """One page of the claimer's shard's backlog, in (created_at, id) order after `after`: rows
+    queued, claimed by another session, or claimed by this session more than `stale_after`
+    seconds ago (the caller drops those still in hand)."""
+    after_at, after_id = after if after is not None else ("-infinity", "")
+    rows = await (await conn.execute(
+        "SELECT id, created_at, status = 'claimed' AND claim_session = %(session)s FROM messages "
+        "WHERE shard = %(shard)s AND status IN ('queued', 'claimed') "
+        "  AND (status = 'queued' OR claim_session IS DISTINCT FROM %(session)s "
+        "       OR claimed_at < now() - make_interval(secs => %(stale)s)) "
+        "  AND (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s) "
+        "ORDER BY created_at, id LIMIT %(limit)s",
+        {**claimer.params(), "stale": stale_after, "after_at": after_at, "after_id": after_id,
+         "limit": limit})).fetchall()
+    return [Unsettled(*row) for row in rows]
+
+
+async def reclaim(conn: AsyncConnection, claimer: Claimer, ids: list[str], mine: list[str]) -> list[Message]:
+    """The backlog: claim those of `ids` in the claimer's shard that are queued or claimed by
+    another session, and those of `mine` (this session's own claims it lost track of). Any of
+    them may have been sent before: ask the gateway before sending."""
+    if not ids:
+        return []
+    rows = await (await conn.execute(
+        f"WITH {_OWNER} {_CLAIM}"
+        "WHERE m.id = ANY(%(ids)s) AND m.shard = owner.shard "
+        "  AND (m.status = 'queued' OR (m.status = 'claimed' AND (m.claim_session IS DISTINCT FROM %(session)s "
+        "                                                         OR m.id = ANY(%(mine)s)))) "
+        "RETURNING m.id, m.recipient, m.shard, m.body",
+        {**claimer.params(), "ids": ids, "mine": mine})).fetchall()
+    return [Message(*row) for row in rows]
+
+
 async def mark_delivered(conn: AsyncConnection, ids: list[str], coreapp: str, epoch: int) -> int:
+    """The gateway acknowledged (or already had) these: delivered, whoever claimed them."""
     if not ids:
         return 0
     cur = await conn.execute(
         "UPDATE messages SET status = 'delivered', delivered_at = now(), delivered_by = %s, delivered_epoch = %s "
-        "WHERE id = ANY(%s) AND status = 'queued'", (coreapp, epoch, ids))
+        "WHERE id = ANY(%s) AND status IN ('queued', 'claimed')", (coreapp, epoch, ids))
     return cur.rowcount
 
 
 async def cancel(conn: AsyncConnection, message_id: str) -> bool:
-    """Withdraw a message no coreapp accepted; False when it was already delivered."""
+    """Withdraw a message no coreapp claimed: True means it will never be sent. False when a
+    coreapp claimed it first (it will be sent, or was) or it is gone."""
     cur = await conn.execute("UPDATE messages SET status = 'cancelled' WHERE id = %s AND status = 'queued'",
                              (message_id,))
     return cur.rowcount == 1

@@ -83,6 +83,17 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE delivered_at IS NULL;
     """),
+    # A message is sent only by the coreapp that claimed it (db/messages.py): queued → claimed →
+    # delivered, or queued → cancelled. The claim records who, at which epoch, in which session.
+    (3, """
+    ALTER TABLE messages DROP CONSTRAINT messages_status_check;
+    ALTER TABLE messages ADD CONSTRAINT messages_status_check
+        CHECK (status IN ('queued', 'claimed', 'delivered', 'cancelled'));
+    ALTER TABLE messages ADD COLUMN claimed_by text, ADD COLUMN claimed_epoch bigint,
+        ADD COLUMN claim_session text, ADD COLUMN claimed_at timestamptz;
+    DROP INDEX messages_queued;
+    CREATE INDEX messages_unsettled ON messages (shard, created_at, id) WHERE status IN ('queued', 'claimed');
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
