@@ -12,7 +12,7 @@ SUBCOMMANDS = [
     "wacluster.controller.main",
     "wacluster.controller.support_bundle",
     "wacluster.runtime.master",
-    "wacluster.runtime.coreapp",
+    "wacluster.runtime.coreapp.main",
     "wacluster.runtime.sandbox",
     "wacluster.runtime.webapp.app",
     "wacluster.runtime.dbupgrade",

@@ -1,5 +1,5 @@
 """The coreapp's own lease deadline against the database's `lease_until`, on a real PostgreSQL:
-the coreapp's renewal loop (runtime/coreapp.py) renews with the product's SQL (db/shard_map.py),
+the coreapp's renewal loop (runtime/coreapp/ownership.py) renews with the product's SQL (db/shard_map.py),
 and at every moment its deadline lies before the end of the lease the database holds, so a master
 (which promotes only after `lease_until`) can never start a successor while the coreapp serves.
 
@@ -18,9 +18,12 @@ import pytest
 
 from wacluster.db import schema, shard_map
 from wacluster.db.connection import open_pool
+from wacluster.domain.coreapp_state import CoreappState as S
 from wacluster.domain.fencing import MARGIN, ShardLease
 from wacluster.domain.ha import lease_ttl
-from wacluster.runtime.coreapp import Coreapp
+from wacluster.runtime.coreapp.outbox import Outbox
+from wacluster.runtime.coreapp.ownership import Session
+from wacluster.runtime.coreapp.role import Coreapp
 from wacluster.runtime.node import NodeIdentity
 from wacluster_testenv.eventually import eventually_async
 
@@ -32,7 +35,7 @@ TTL = lease_ttl(HEARTBEAT, UNHEALTHY)  # 0.6 s: renewed every 0.2 s
 
 @pytest.fixture
 async def serving_coreapp(pg_dsn):
-    """A Coreapp that has just taken shard 0 (epoch 1), as `_take_shard` does, with its lease
+    """A Coreapp that has just taken shard 0 (epoch 1), as `Ownership.take` does, with its lease
     renewal loop not yet running."""
     async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
         await schema.migrate(conn)
@@ -45,7 +48,10 @@ async def serving_coreapp(pg_dsn):
     async with pool.connection() as conn:
         assert await shard_map.renew_lease(conn, 0, 1, "wacore1", TTL)
     lease.confirmed(sent)
-    coreapp.lease, coreapp.serving = lease, True
+    for state in (S.STANDBY, S.TAKING_OVER, S.SERVING):
+        coreapp.lifecycle.move(state, "test")
+    coreapp.session = Session(0, 1, lease, link=None, outbox=Outbox(1))
+    coreapp.ownership.session_started.set()
     try:
         yield coreapp
     finally:
@@ -70,8 +76,8 @@ async def stop(task: asyncio.Task) -> None:
 
 
 async def test_through_renewals_the_coreapps_deadline_stays_before_the_databases_lease_end(serving_coreapp, pg_dsn):
-    lease = serving_coreapp.lease
-    renewing = run(serving_coreapp._lease_loop())
+    lease = serving_coreapp.session.lease
+    renewing = run(serving_coreapp.ownership.renew_loop())
     compared: list[tuple[float, float]] = []
     try:
         async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
@@ -90,12 +96,12 @@ async def test_through_renewals_the_coreapps_deadline_stays_before_the_databases
 async def test_a_renewal_the_database_holds_up_counts_from_its_send_time(serving_coreapp, pg_dsn):
     """A renewal blocked behind a row lock is answered late; the database evaluated now() when the
     statement arrived, so the coreapp must count from before it sent, not from the reply."""
-    lease = serving_coreapp.lease
+    lease = serving_coreapp.session.lease
     first_deadline = lease.deadline
     async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as observer:
         async with await psycopg.AsyncConnection.connect(pg_dsn) as locker:  # a transaction holds the row
             await locker.execute("SELECT 1 FROM shard_map WHERE shard = 0 FOR UPDATE")
-            renewing = run(serving_coreapp._lease_loop())
+            renewing = run(serving_coreapp.ownership.renew_loop())
             try:
                 await eventually_async(lambda: renewal_waiting_for_the_lock(observer), 30,
                                        what="the renewal waiting for the row lock")

@@ -41,7 +41,7 @@ def test_the_product_wheel_holds_no_test_harness(wheel_files):
 
 def test_the_product_wheel_holds_the_operator_and_every_role(wheel_files):
     for module in ("wacluster/cli.py", "wacluster/controller/main.py", "wacluster/runtime/master/__init__.py",
-                   "wacluster/runtime/coreapp.py", "wacluster/runtime/webapp/app.py",
+                   "wacluster/runtime/coreapp/main.py", "wacluster/runtime/webapp/app.py",
                    "wacluster/runtime/sandbox.py", "wacluster/runtime/dbupgrade.py"):
         assert module in wheel_files
 

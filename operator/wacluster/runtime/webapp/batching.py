@@ -1,6 +1,7 @@
 """Group concurrent sends per shard: one multi-row INSERT and one hand-off to the owner for every
 message that arrived while the previous batch was in flight. Each message is still durable
-before its own 201, and each still gets a 503 (and is withdrawn) if no owner takes it in time."""
+before its own 201, and each still gets a 503 (and is withdrawn) if no owner takes it in time;
+the withdrawal can lose to the owner's claim, and then the answer is 201 (handlers.py)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,7 @@ class ShardBatcher:
             try:
                 async with self.pool.connection() as conn:
                     await messages_db.insert_many(conn, [(p.message, p.route_hash) for p in batch])
-                outgoing = [{"id": p.message.id, "to": p.message.recipient, "body": p.message.body} for p in batch]
-                ok = await self.router.deliver(shard, outgoing, time.monotonic() + self.deadline)
+                ok = await self.router.deliver(shard, [p.message.id for p in batch], time.monotonic() + self.deadline)
             except Exception as exc:  # the database is away: every waiter gets the error
                 for p in batch:
                     if not p.accepted.done():

@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.control import HandedMessage, HandOff
 from wacluster.api.interprocess import NotifyKind
 from wacluster.db.listener import Listener
 
@@ -85,15 +86,16 @@ class ShardMapCache:
 
 
 class Router:
-    """Hands messages to shard owners; retries through a failover until the deadline."""
+    """Hands stored messages to shard owners; retries through a failover until the deadline."""
 
     def __init__(self, cache: ShardMapCache, session: aiohttp.ClientSession) -> None:
         self.cache = cache
         self.session = session
 
-    async def deliver(self, shard: int, messages: list[dict], deadline: float) -> bool:
-        """True once the shard's owner accepted; False when no owner did before `deadline`."""
-        payload = {"shard": shard, "messages": messages}
+    async def deliver(self, shard: int, ids: list[str], deadline: float) -> bool:
+        """True once the shard's owner took the batch (202); False when no owner did before
+        `deadline`. Only ids travel: the owner sends what the database holds for each."""
+        payload = HandOff(shard=shard, messages=[HandedMessage(id=i) for i in ids]).model_dump()
         while True:
             owner = self.cache.owners.get(shard)
             reason = "no_owner"
@@ -104,10 +106,14 @@ class Router:
                                                  timeout=timeout) as resp:
                         if resp.status == 202:
                             return True
-                        reason = "not_owner"
+                        reason = {503: "busy", 400: "refused"}.get(resp.status, "not_owner")
+                        if reason == "refused":  # a bug on one side or the other: retrying cannot help
+                            log.error("shard %d's owner refused a hand-off: %s", shard, await resp.text())
+                            return False
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                     reason = "unreachable"
-                self.cache.invalidate()
+                if reason != "busy":  # an owner with a full outbox is still the owner
+                    self.cache.invalidate()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

@@ -1,0 +1,126 @@
+"""The coreapp's control port (Port.CONTROL): GET /heartbeat for the masters, POST /messages for the
+webapps (bodies: `wacluster.api.control`; errors in the API's shape, never a stack trace).
+
+A hand-off is taken only by the serving owner of the batch's shard, only into room its outbox
+has (else 503: the webapp retries, the rows stay queued), and only for the rows it can claim in
+the database: queued, in that shard, owned by it at its epoch. Everything else in the batch is
+acknowledged without being sent: it is either another owner's to send, already sent, withdrawn,
+or was never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from wacluster.api.control import MAX_HAND_OFF, HandOff, HandOffAccepted, Heartbeat
+from wacluster.api.errors import describe_validation, error_body
+from wacluster.db import messages as messages_db
+from wacluster.runtime.coreapp.outbox import Claimed
+
+if TYPE_CHECKING:
+    from wacluster.runtime.coreapp.role import Coreapp
+
+log = logging.getLogger("wacluster.coreapp")
+
+MAX_BODY = MAX_HAND_OFF * 1024  # ids only; earlier webapps also sent each message's body
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: str  # an error kind of wacluster.api.errors
+    details: str
+    retry_after: str | None = None
+
+
+async def accept(c: Coreapp, shard: int, ids: list[str]) -> list[str] | Refusal:
+    """Take a webapp's batch for `shard`: the ids claimed now (to be sent by this owner), or why
+    the batch was refused (nothing claimed)."""
+    session = c.session
+    if not (session is not None and c.lifecycle.accepts_messages and session.shard == shard
+            and session.lease.valid(time.monotonic())):
+        serving = session.shard if session is not None else None
+        return Refusal("not_owner", f"{c.me.name} is not serving shard {shard} "
+                                    f"({c.lifecycle.state.value}, shard {serving})")
+    ids = list(dict.fromkeys(ids))
+    if not session.outbox.reserve(len(ids)):
+        return Refusal("not_ready", f"{c.me.name} holds {session.outbox.unsettled} of at most "
+                                    f"{session.outbox.capacity} unsent messages of shard {shard}; retry shortly", "1")
+    try:
+        try:
+            async with c.pool.connection() as conn:
+                claimed = await messages_db.claim(conn, session.claimer(c.me.name), ids)
+        except Exception as exc:  # in doubt: perhaps claimed; the backlog scan finds out and sends
+            session.outbox.lose(ids)
+            c.backlog.wake()
+            return Refusal("not_ready", f"{c.me.name} could not claim the batch in the database ({exc}); "
+                                        "retry shortly", "1")
+        session.outbox.put(Claimed(m.id, m.recipient, m.body) for m in claimed)
+    finally:
+        session.outbox.unreserve(len(ids))
+    return [m.id for m in claimed]
+
+
+def control_app(c: Coreapp) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_errors])
+    app.router.add_get("/heartbeat", partial(_heartbeat, c))
+    app.router.add_post("/messages", partial(_messages, c))
+    return app
+
+
+async def _heartbeat(c: Coreapp, _: web.Request) -> web.Response:
+    session = c.session if c.lifecycle.holds_shard else None
+    beat = Heartbeat(name=c.me.name, node_id=c.me.node_id, serving=session is not None,
+                     shard=session.shard if session else None, epoch=session.epoch if session else None,
+                     stopping=c.lifecycle.stopping, state=c.lifecycle.state.value)
+    return web.json_response(beat.model_dump())
+
+
+async def _messages(c: Coreapp, request: web.Request) -> web.Response:
+    try:
+        data = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error("bad_request", f"the body is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return _error("bad_request", "the body must be a JSON object")
+    try:
+        hand_off = HandOff.model_validate(data)
+    except ValidationError as exc:
+        return _error("bad_request", describe_validation(exc))
+    ids = [m.id for m in hand_off.messages]
+    outcome = await accept(c, hand_off.shard, ids)
+    if isinstance(outcome, Refusal):
+        return _error(outcome.kind, outcome.details,
+                      {"Retry-After": outcome.retry_after} if outcome.retry_after else None)
+    return web.json_response(HandOffAccepted(accepted=ids, claimed=outcome).model_dump(), status=202)
+
+
+def _error(kind: str, details: str, headers: dict[str, str] | None = None) -> web.Response:
+    status, body = error_body(kind, details)
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error("too_large", f"a hand-off carries at most {MAX_HAND_OFF} messages")
+    except web.HTTPNotFound:
+        return _error("not_found", f"no route for {request.method} {request.path}")
+    except web.HTTPMethodNotAllowed:
+        return _error("method", f"{request.method} is not supported on {request.path}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error("bad_request", exc.reason or "bad request")
+    except Exception:  # never a stack trace to the caller; the log has it
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error("internal", "an internal error occurred; see the coreapp log")

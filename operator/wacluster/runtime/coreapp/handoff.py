@@ -1,0 +1,76 @@
+"""The planned handoff on SIGTERM: a serving coreapp drains what it holds, fences itself, releases
+its shard (the primary master promotes a standby at once, no failure detection needed) and waits
+a little for the successor to connect before it deregisters and exits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from wacluster.db import nodes as nodes_db
+from wacluster.domain.coreapp_state import CoreappState as S
+
+if TYPE_CHECKING:
+    from wacluster.runtime.coreapp.role import Coreapp
+
+DRAIN_DEADLINE = 2.0
+HANDOFF_DEADLINE = 10.0
+
+
+async def planned_handoff(c: Coreapp) -> None:
+    try:
+        async with c.pool.connection() as conn:
+            await nodes_db.set_state(conn, c.me.name, stopping=True)
+    except Exception as exc:
+        c.log.warning("could not mark this coreapp as stopping: %s", exc)
+    session = c.session
+    if c.lifecycle.state is not S.SERVING or session is None:
+        c.log.info("%s stopping; it served no shard", c.me.display)
+        await _deregister(c)
+        c.lifecycle.move(S.STOPPED, "stopped as a standby")
+        return
+    reason = "it is shutting down (planned handoff)"
+    # Drain: take nothing new, let what was taken reach the gateway and be recorded, so the
+    # successor has nothing to resend.
+    c.lifecycle.move(S.DRAINING, reason)
+    try:
+        await asyncio.wait_for(session.outbox.settled(), timeout=DRAIN_DEADLINE)
+    except asyncio.TimeoutError:
+        c.log.warning("%d message(s) still unsettled after %.0fs; the successor sends them",
+                      session.outbox.unsettled, DRAIN_DEADLINE)
+    await c.ownership.fence(reason)  # → handing off (or it already lost the shard meanwhile)
+    await c.ownership.release(session, "planned handoff")
+    async with c.pool.connection() as conn:
+        standbys = (await (await conn.execute(
+            "SELECT count(*) FROM nodes WHERE role = 'coreapp' AND name <> %s AND NOT stopping "
+            "AND db_heartbeat_at > now() - make_interval(secs => %s)",
+            (c.me.name, float(c.settings["db_unhealthy_after"])))).fetchone())[0]
+    if standbys == 0:
+        c.log.warning("no standby coreapp to hand shard %d to; it stays unassigned", session.shard)
+    else:
+        await _wait_for_successor(c, session.shard, session.epoch)
+    await _deregister(c)
+    c.lifecycle.move(S.STOPPED, "handed its shard off")
+
+
+async def _wait_for_successor(c: Coreapp, shard: int, epoch: int) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < HANDOFF_DEADLINE:
+        async with c.pool.connection() as conn:
+            row = await (await conn.execute(
+                "SELECT s.coreapp, s.epoch, n.gateway_status FROM shard_map s "
+                "LEFT JOIN nodes n ON n.name = s.coreapp WHERE s.shard = %s", (shard,))).fetchone()
+        if row and row[1] > epoch and row[2] == "connected":
+            c.log.info("handed shard %d to %s (epoch %d) in %.3fs", shard, row[0], row[1], time.monotonic() - started)
+            return
+        await asyncio.sleep(0.02)
+    c.log.warning("no successor connected shard %d within %.0fs; exiting anyway", shard, HANDOFF_DEADLINE)
+
+
+async def _deregister(c: Coreapp) -> None:
+    try:
+        async with c.pool.connection() as conn:
+            await nodes_db.remove(conn, c.me.name)
+    except Exception as exc:
+        c.log.warning("could not remove the node record: %s", exc)

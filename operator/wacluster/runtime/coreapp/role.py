@@ -1,0 +1,203 @@
+"""The coreapp role: its state (one `Lifecycle`, see `domain/coreapp_state.py`), its parts, the
+supervised tasks they run, and the decision loop.
+
+The decision loop decides, once per wake-up, what this coreapp should be doing (stand by, take a
+shard, keep it, give it up) and says so in one log line when that changes. The other long-lived
+tasks (listener, database heartbeat, lease renewal, watchdog, sender, ack recorder, backlog scan)
+run beside it under one supervisor: a failed task is logged and restarted, or, for the watchdog
+and the decision loop, brings the coreapp down, fenced and its shard released, so the shard fails
+over instead of being held by a coreapp that can no longer serve it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from wacluster.api.interprocess import Role
+from wacluster.db import account as account_db
+from wacluster.db import nodes as nodes_db
+from wacluster.db import schema
+from wacluster.db import settings as settings_db
+from wacluster.db.listener import Listener
+from wacluster.domain.coreapp_state import CoreappState as S
+from wacluster.domain.coreapp_state import Lifecycle
+from wacluster.domain.ha import lease_ttl
+from wacluster.runtime.coreapp.backlog import Backlog
+from wacluster.runtime.coreapp.handoff import planned_handoff
+from wacluster.runtime.coreapp.ownership import Ownership, Session
+from wacluster.runtime.coreapp.sender import Sender
+from wacluster.runtime.coreapp.statuses import Statuses
+from wacluster.runtime.coreapp.supervision import Policy, RoleFailed, Supervisor
+from wacluster.runtime.node import NodeIdentity
+from wacluster.runtime.service import first_of
+
+log = logging.getLogger("wacluster.coreapp")
+
+FAILING_DEADLINE = 5.0  # seconds a failing coreapp spends on releasing its shard before it exits
+
+
+@dataclass(frozen=True)
+class CoreappConfig:
+    """Tunables of one coreapp process (command-line options of `wacluster coreapp`)."""
+
+    ack_timeout: float = 30.0          # a batch not acknowledged within this is lost (re-examined)
+    outbox_capacity: int = 10_000      # messages in hand at most; beyond, hand-offs get a 503
+    backlog_page: int = 1000           # rows per page of the backlog scan
+    backlog_interval: float = 5.0      # seconds between backlog scans (also woken on losses)
+
+    @property
+    def stale_claim_after(self) -> float:
+        """A claim of the session itself older than this, and not in hand, was lost track of."""
+        return 2 * self.ack_timeout
+
+
+class Coreapp:
+    def __init__(self, me: NodeIdentity, pool: AsyncConnectionPool, gateway_url: str,
+                 config: CoreappConfig | None = None) -> None:
+        self.me = me
+        self.pool = pool
+        self.gateway_url = gateway_url
+        self.config = config or CoreappConfig()
+        self.log = log
+        self.settings: dict[str, Any] = dict(settings_db.DEFAULTS)
+        self.lifecycle = Lifecycle()
+        self.session: Session | None = None  # set exactly while the lifecycle holds the shard
+        self.db_ok = False
+        self.http: aiohttp.ClientSession | None = None
+        self.wake = asyncio.Event()
+        self.last_sentence = ""
+        self.ownership = Ownership(self)
+        self.sender = Sender(self)
+        self.backlog = Backlog(self)
+        self.statuses = Statuses(self)
+
+    # --- running -----------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`, then a planned handoff. Raises RoleFailed when a supervised task failed
+        for good (after fencing and releasing the shard)."""
+        self.http = aiohttp.ClientSession()
+        listener = Listener(self.pool, lambda payload: self.wake.set())
+        try:
+            async with self.pool.connection() as conn:
+                await schema.check(conn)
+                await nodes_db.register(conn, self.me.name, Role.COREAPP, self.me.node_id, self.me.address,
+                                        self.me.version)
+                self.settings = await settings_db.read_all(conn)
+            self.db_ok = True
+            self.lifecycle.move(S.STANDBY, "started")
+            log.info("%s started as a standby coreapp (control %s)", self.me.display, self.me.address)
+            supervisor = Supervisor(log)
+            supervisor.add("listener", listener.run, Policy.RESTART)
+            supervisor.add("db-heartbeat", self._db_heartbeat_loop, Policy.RESTART)
+            supervisor.add("lease", self.ownership.renew_loop, Policy.RESTART)
+            supervisor.add("watchdog", self.ownership.watchdog, Policy.FATAL)
+            supervisor.add("sender", self.sender.run, Policy.RESTART, self.sender.sender_failed)
+            supervisor.add("acks", self.sender.record_acks, Policy.RESTART, self.sender.acks_failed)
+            supervisor.add("backlog", self.backlog.run, Policy.RESTART)
+            try:
+                await supervisor.run(lambda: self._decide_until(stop), name="the decision loop")
+            except RoleFailed as failure:
+                await self._fail(str(failure))
+                raise
+        finally:
+            await listener.close()
+            if self.session is not None:
+                await self.session.link.close()
+            await self.http.close()
+
+    async def _decide_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._cycle()
+            except (psycopg.Error, OSError, TimeoutError) as exc:  # the database may be briefly away;
+                self.db_ok = False                                  # the watchdog guards safety
+                self.say(f"cannot read the shard map ({exc}); retrying")
+            self.wake.clear()
+            interval = min(float(self.settings["heartbeat_interval"]), 1.0)
+            try:
+                await asyncio.wait_for(first_of(stop.wait(), self.wake.wait()), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+        await planned_handoff(self)
+
+    async def _cycle(self) -> None:
+        """Read the world once, decide once."""
+        async with self.pool.connection() as conn:
+            self.settings = await settings_db.read_all(conn)
+            phone = await account_db.registered_phone(conn)
+            row = await (await conn.execute(
+                "SELECT shard, epoch, revoked FROM shard_map WHERE coreapp = %s ORDER BY epoch DESC LIMIT 1",
+                (self.me.name,))).fetchone()
+        self.db_ok = True
+        state = self.lifecycle.state
+        if state is S.SERVING:
+            session = self.session
+            if self.wanted_ttl() != session.lease.ttl:
+                self.ownership.renew_now.set()  # new intervals: renew at once with the new lease length
+            if row is None or (row[0], row[1]) != (session.shard, session.epoch) or row[2]:
+                await self.ownership.fence("the shard map no longer gives it this shard")
+            return
+        if state is not S.STANDBY:
+            return
+        if row is None or row[2] or phone is None or (row[0], row[1]) in self.ownership.given_up:
+            self.say("standing by" if phone else "waiting for the account to be registered")
+            return
+        await self.ownership.take(row[0], row[1], phone)
+
+    async def _db_heartbeat_loop(self) -> None:
+        last = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            # Wake often so a shorter interval set at run time applies at once.
+            if loop.time() - last >= float(self.settings["db_heartbeat_interval"]):
+                last = loop.time()
+                try:
+                    async with self.pool.connection() as conn:
+                        await nodes_db.heartbeat(conn, self.me.name)
+                except Exception as exc:
+                    log.warning("database heartbeat failed: %s", exc)
+            await asyncio.sleep(0.25)
+
+    async def _fail(self, reason: str) -> None:
+        """A supervised task failed for good: stop serving, hand the shard to the master at once
+        (release, not a wait for the lease to run out), deregister; the process then exits non-zero."""
+        log.error("%s: %s; fencing itself, releasing its shard and exiting so the shard fails over",
+                  self.me.name, reason)
+        session = self.session
+        await self.ownership.fence(f"the coreapp is failing ({reason})")
+        try:
+            async with asyncio.timeout(FAILING_DEADLINE):
+                if session is not None:
+                    await self.ownership.release(session, f"coreapp failed: {reason}")
+                async with self.pool.connection() as conn:
+                    await nodes_db.remove(conn, self.me.name)
+        except Exception as exc:
+            log.warning("could not release its shard or deregister (%s); the lease runs out instead", exc)
+        if self.lifecycle.state in (S.STANDBY, S.HANDING_OFF):
+            self.lifecycle.move(S.STOPPED, reason)
+
+    # --- shared by the parts ---------------------------------------------------------------------------
+
+    def wanted_ttl(self) -> float:
+        """The shard lease for the current interval settings (they apply live)."""
+        return lease_ttl(float(self.settings["heartbeat_interval"]), float(self.settings["unhealthy_interval"]))
+
+    def say(self, sentence: str, always: bool = False) -> None:
+        """Log what it is doing, once per change."""
+        if always or sentence != self.last_sentence:
+            log.info("%s: %s", self.me.name, sentence)
+            self.last_sentence = sentence
+
+    def ready(self) -> bool | str:
+        # Ready means "reachable and able to take a shard", not "primary".
+        if not self.db_ok:
+            return "database unreachable"
+        return True
