@@ -76,6 +76,9 @@ class Gateway:
         future.set_result([m["id"] for m in messages])
         return future
 
+    def abandon(self, future) -> None:
+        future.cancel()
+
     async def close(self) -> None:
         pass
 

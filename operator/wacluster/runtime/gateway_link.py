@@ -127,6 +127,13 @@ class GatewayLink:
         """Which of `ids` the gateway has delivered (asked on this, the live, connection)."""
         return set(await (await self._request({"type": "query", "ids": ids})))
 
+    def abandon(self, future: asyncio.Future) -> None:
+        """The caller stopped waiting for this answer: forget it (a late answer is ignored)."""
+        for ref, pending in list(self._pending.items()):
+            if pending is future:
+                del self._pending[ref]
+        future.cancel()
+
     async def close(self) -> None:
         """Close it ourselves (no on_closed callback); pending requests fail."""
         self._closing = True

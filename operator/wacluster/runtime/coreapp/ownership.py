@@ -15,8 +15,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from wacluster.db import nodes as nodes_db
 from wacluster.db import shard_map
 from wacluster.db.messages import Claimer
@@ -24,7 +22,7 @@ from wacluster.domain.coreapp_state import CoreappState as S
 from wacluster.domain.fencing import ShardLease
 from wacluster.runtime import metrics
 from wacluster.runtime.coreapp.outbox import Outbox
-from wacluster.runtime.gateway_link import GatewayClosed, GatewayLink
+from wacluster.runtime.gateway_link import GatewayLink
 
 if TYPE_CHECKING:
     from wacluster.runtime.coreapp.role import Coreapp
@@ -76,7 +74,7 @@ class Ownership:
             link = opened  # closed below unless a session takes it
             try:
                 await link.open()
-            except (GatewayClosed, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except Exception as exc:  # whatever the gateway answers, a standby stays a standby
                 link = None
                 return self._back_to_standby(f"could not connect shard {shard} to the gateway: {exc}")
             if not lease.valid(time.monotonic()):

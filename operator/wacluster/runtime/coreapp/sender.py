@@ -105,6 +105,8 @@ class Sender:
         c = self.coreapp
         acked: dict[int, tuple[Session, list[str]]] = {}  # per session: what the gateway acknowledged
         for item in resolved:
+            if not item.ack.done():
+                item.session.link.abandon(item.ack)
             outcome = _outcome(item.ack, c.config.ack_timeout)
             if isinstance(outcome, str):
                 c.log.warning("%d message(s) sent on shard %d have no ack (%s); the backlog scan will ask the "
@@ -140,11 +142,8 @@ class Sender:
 
 def _outcome(ack: asyncio.Future, timeout: float) -> list[str] | str:
     """The acked ids, or why there are none."""
-    if not ack.done():
-        ack.cancel()
-        return f"no ack within {timeout:g}s"
     if ack.cancelled():
-        return "the wait was cancelled"
+        return f"no ack within {timeout:g}s"
     if ack.exception() is not None:
         return str(ack.exception())
     return ack.result()
