@@ -10,20 +10,8 @@ import signal
 import pytest
 
 from wacluster_testenv.eventually import eventually
-from wacluster_testenv.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cluster(kubeconfig, pg_dsn, tmp_path):
-    c = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
-    result = c.dbupgrade()
-    assert result.returncode == 0, result.stderr
-    c.configure()
-    c.start_sandbox()
-    yield c
-    c.stop_all()
 
 
 def _owner_of_shard_0(cluster) -> str | None:

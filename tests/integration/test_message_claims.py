@@ -176,3 +176,23 @@ async def test_delivery_is_recorded_for_claimed_rows(db):
     await messages_db.claim(db, OWNER, ["a", "b"])
     assert await messages_db.mark_delivered(db, ["a", "b", "unknown"], OWNER.coreapp, OWNER.epoch) == 2
     assert await statuses(db) == {"a": "delivered", "b": "delivered"}
+
+
+async def test_a_resize_moves_claimed_rows_too_and_the_new_owner_takes_them_from_its_backlog(db):
+    """Rows an owner had claimed when the shard count changed go to their new shard as they are
+    (claimed by a session that has ended), so its new owner's backlog takes them, asking the
+    gateway first; left on a shard that no longer exists they would never be sent."""
+    from wacluster.db import shard_map as shard_map_db
+
+    await store(db, ("claimed-on-1", 1))
+    assert [m.id for m in await messages_db.claim(db, OTHER_SHARD, ["claimed-on-1"])] == ["claimed-on-1"]
+    await db.execute("INSERT INTO master_term (term, holder) VALUES (7, 'master1')")
+    await db.execute("UPDATE shard_map SET lease_until = now() - interval '1 s'")  # every owner stopped
+    assert await shard_map_db.resize(db, 1, term=7, holder="master1")
+    assert await (await db.execute("SELECT shard, status FROM messages")).fetchall() == [(0, "claimed")]
+    await db.execute("UPDATE shard_map SET coreapp = 'wacore1', epoch = epoch + 1, lease_until = now() + interval '1 hour'")
+    epoch = (await (await db.execute("SELECT epoch FROM shard_map WHERE shard = 0")).fetchone())[0]
+    new_owner = Claimer("wacore1", shard=0, epoch=epoch, session="session-c")
+    backlog = await messages_db.unsettled(db, new_owner, None, limit=10, stale_after=30)
+    assert [row.id for row in backlog] == ["claimed-on-1"]
+    assert [m.id for m in await messages_db.reclaim(db, new_owner, ["claimed-on-1"], [])] == ["claimed-on-1"]

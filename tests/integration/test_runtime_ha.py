@@ -16,47 +16,11 @@ import pytest
 
 from wacluster.api.interprocess import Env
 from wacluster.domain.ha import lease_ttl
-from wacluster_testenv.apiclient import ApiClient
+from runtime_cluster import connected, start, webapp
 from wacluster_testenv.eventually import eventually
-from wacluster_testenv.localcluster import DEFAULT_SETTINGS, LocalCluster
+from wacluster_testenv.localcluster import DEFAULT_SETTINGS
 
 pytestmark = pytest.mark.integration
-PASSWORD = "secret-admin-password"
-
-
-@pytest.fixture
-def cluster(kubeconfig, pg_dsn, tmp_path):
-    c = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
-    result = c.dbupgrade()
-    assert result.returncode == 0, result.stderr
-    c.configure()
-    c.start_sandbox()
-    yield c
-    c.stop_all()
-
-
-def start(cluster, masters=2, coreapps=2, register=True):
-    for i in range(1, masters + 1):
-        cluster.start_master(f"master{i}")
-    for i in range(1, coreapps + 1):
-        cluster.start_coreapp(f"wacore{i}")
-    eventually(lambda: cluster.primary_master(), 30, what="a primary master")
-    if register:
-        cluster.register()
-    return cluster
-
-
-def webapp(cluster) -> ApiClient:
-    """A real webapp in front of the cluster, logged in as the admin."""
-    role = cluster.start_webapp(password=PASSWORD)
-    api = ApiClient(f"https://127.0.0.1:{role.port}")
-    assert api.login("admin", PASSWORD).status == 200
-    return api
-
-
-def connected(cluster, shards=1):
-    owners = cluster.shard_owners()
-    return len(owners) == shards and all(o[0] for o in owners.values()) and owners
 
 
 def new_owner_of_shard_0(cluster, previous: str, timeout: float = 60):

@@ -11,29 +11,13 @@ import pytest
 
 from wacluster.domain.ha import lease_ttl
 from wacluster.runtime.sandbox import registration_code
+from runtime_cluster import PASSWORD
+from runtime_cluster import webapp as api_for
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.eventually import eventually
-from wacluster_testenv.localcluster import DEFAULT_SETTINGS, LocalCluster
+from wacluster_testenv.localcluster import DEFAULT_SETTINGS
 
 pytestmark = pytest.mark.integration
-PASSWORD = "secret-admin-password"
-
-
-@pytest.fixture
-def cluster(kubeconfig, pg_dsn, tmp_path):
-    c = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
-    assert c.dbupgrade().returncode == 0
-    c.configure()
-    c.start_sandbox()
-    yield c
-    c.stop_all()
-
-
-def api_for(cluster, **webapp) -> ApiClient:
-    role = cluster.start_webapp(password=PASSWORD, **webapp)
-    api = ApiClient(f"https://127.0.0.1:{role.port}")
-    assert api.login("admin", PASSWORD).status == 200
-    return api
 
 
 def roles_in(health: dict) -> dict[str, dict]:

@@ -9,22 +9,15 @@ import ssl
 
 import pytest
 
+from runtime_cluster import webapp
 from wacluster_testenv.apiclient import ApiClient
-from wacluster_testenv.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
-PASSWORD = "secret-admin-password"
 
 
 @pytest.fixture
-def api(kubeconfig, pg_dsn, tmp_path) -> ApiClient:
-    cluster = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
-    assert cluster.dbupgrade().returncode == 0
-    role = cluster.start_webapp(password=PASSWORD)
-    client = ApiClient(f"https://127.0.0.1:{role.port}")
-    assert client.login("admin", PASSWORD).status == 200
-    yield client
-    cluster.stop_all()
+def api(lone_webapp) -> ApiClient:
+    return webapp(lone_webapp)
 
 
 def post_chunked(api: ApiClient, path: str, body: bytes) -> tuple[int, dict]:

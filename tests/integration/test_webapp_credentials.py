@@ -9,19 +9,15 @@ import pytest
 
 from wacluster.db.tokens import digest
 from wacluster_testenv.apiclient import ApiClient
-from wacluster_testenv.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 PASSWORD = "pässwörd-ünïcode-密码"
 
 
 @pytest.fixture
-def api(kubeconfig, pg_dsn, tmp_path) -> ApiClient:
-    cluster = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
-    assert cluster.dbupgrade().returncode == 0
-    role = cluster.start_webapp(password=PASSWORD)
-    yield ApiClient(f"https://127.0.0.1:{role.port}")
-    cluster.stop_all()
+def api(lone_webapp) -> ApiClient:
+    role = lone_webapp.start_webapp(password=PASSWORD)
+    return ApiClient(f"https://127.0.0.1:{role.port}")
 
 
 @pytest.mark.parametrize("user,password", [("ädmin", PASSWORD), ("admin", "wrong-ü"), ("管理员", "x" * 4096)])

@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
+from runtime_cluster import webapp as logged_in_webapp
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.localcluster import WEBHOOK_SIGNING_KEY, LocalCluster
 
 pytestmark = pytest.mark.integration
-PASSWORD = "secret-admin-password"
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -47,17 +47,13 @@ def receiver():
 
 
 @pytest.fixture
-def cluster(kubeconfig, pg_dsn, tmp_path):
-    c = LocalCluster(kubeconfig, pg_dsn, "default", tmp_path)
-    assert c.dbupgrade().returncode == 0
-    yield c
-    c.stop_all()
+def cluster(lone_webapp) -> LocalCluster:
+    return lone_webapp
 
 
 def webapp(cluster: LocalCluster, url: str, **options) -> ApiClient:
-    role = cluster.start_webapp(password=PASSWORD, **options)
-    api = ApiClient(f"https://127.0.0.1:{role.port}")
-    assert api.login("admin", PASSWORD).status == 200
+    """A logged-in webapp whose webhooks go to `url`."""
+    api = logged_in_webapp(cluster, **options)
     assert api.request("PATCH", "/v1/settings/application", {"webhooks": {"url": url}}).status == 200
     return api
 

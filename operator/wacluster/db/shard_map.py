@@ -101,8 +101,8 @@ async def promote(conn: AsyncConnection, shard: int, epoch: int, coreapp: str | 
 
 
 async def resize(conn: AsyncConnection, count: int, term: int, holder: str) -> bool:
-    """Change the shard count once every shard's lease has expired (owners stopped); requeues
-    waiting messages onto their new shards. Fenced; all or nothing."""
+    """Change the shard count once every shard's lease has expired (owners stopped); moves every
+    unsent message (queued or claimed) onto its new shard. Fenced; all or nothing."""
     async with conn.transaction():
         fenced = await (await conn.execute(f"SELECT {_FENCE}", {"term": term, "holder": holder})).fetchone()
         busy = await (await conn.execute(
@@ -116,8 +116,11 @@ async def resize(conn: AsyncConnection, count: int, term: int, holder: str) -> b
         await conn.execute(
             "INSERT INTO shard_map (shard, master_term, epoch) SELECT s, %(term)s, 1 FROM generate_series(0, %(n)s - 1) s "
             "ON CONFLICT (shard) DO NOTHING", {"term": term, "n": count})
+        # Claimed rows move too, still claimed by a session that has ended (every owner stopped):
+        # the new shard's owner takes them from its backlog and asks the gateway before sending.
+        # Left behind, a claimed row on a removed shard would never be sent.
         await conn.execute(
-            "UPDATE messages SET shard = route_hash %% %s WHERE status = 'queued'",
+            "UPDATE messages SET shard = route_hash %% %s WHERE status IN ('queued', 'claimed')",
             (count,))
         await notify(conn, NotifyKind.SHARD_MAP, resized=count)
         return True
