@@ -77,7 +77,9 @@ class Bench:
 
 
 def start_cluster(cluster: LocalCluster, masters: int, coreapps: int, shards: int = 1, settings: dict | None = None,
-                  webapp: bool = True, plain_http: bool = False) -> ApiClient | None:
+                  webapp: bool = True, plain_http: bool = False,
+                  coreapp_args: tuple[str, ...] = ()) -> ApiClient | None:
+    """`coreapp_args`: further command-line options of every `wacluster coreapp`."""
     result = cluster.dbupgrade()
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
@@ -86,7 +88,7 @@ def start_cluster(cluster: LocalCluster, masters: int, coreapps: int, shards: in
     for i in range(1, masters + 1):
         cluster.start_master(f"master{i}")
     for i in range(1, coreapps + 1):
-        cluster.start_coreapp(f"wacore{i}")
+        cluster.start_coreapp(f"wacore{i}", coreapp_args)
     api = None
     if webapp:
         role = cluster.start_webapp(password="bench", plain_http=plain_http)

@@ -1,8 +1,41 @@
 #!/usr/bin/env python3
-"""Throughput benchmark: closed-loop senders against the webapp (routed: TLS, auth, durable
-insert, shard-map routing, coreapp, gateway) and, in the same run, the same load sent straight to
-the owning coreapp (no webapp, no insert): overhead_ratio = direct / routed throughput.
-Reports msgs/s, p50/p99 latency per shard count and concurrency, the CPU each process spends per
+"""Throughput benchmark: closed-loop senders, two paths measured at the same concurrency in the
+same run, and overhead_ratio = direct / routed msgs/s.
+
+*Routed*: HTTPS to the webapp: token check, validation, the durable INSERT, shard-map routing,
+the hand-off of the ids to the coreapp owning the shard, which claims the rows and sends them to
+the gateway. A message counts when the webapp answered 201.
+
+*Direct*: the coreapp owning shard 0 alone, fed through its control port (`POST /messages`, one
+id a request, the body built from wacluster.api.control). A coreapp sends only rows it can claim
+in PostgreSQL: an id without a stored row is acknowledged (202, `"claimed": []`) and never sent,
+so posting made-up ids, as this path once did, measured an acknowledgement and no send at all.
+The rows are therefore stored first, outside the timed window, the way the webapp stores them
+(the webapp's OutgoingMessage model, domain.sharding.route_hash, db.messages.insert_many;
+recipients of shard 0): `--direct-rows-per-s` x duration rows per point, more than the load can
+use. The direct path is then the coreapp's whole part of a message (claim, send to the gateway,
+gateway ack, recorded delivered) with no webapp and no INSERT, and overhead_ratio says what the
+webapp and the durable INSERT cost. One id a request, as a client sends one message a request:
+the coreapp then claims row by row, where the webapp coalesces concurrent messages into one
+INSERT and one hand-off (up to 256), so at higher concurrency the routed path can need fewer
+claims per message than the direct one, and the ratio can fall below 1. A request counts only
+when its answer says the id was claimed; any other 202 is reported as `unclaimed`, and a point
+with unclaimed > 0 is not a valid measurement (the load ran past the stored rows, or something
+else claimed them). Rows never handed off are withdrawn afterwards (queued -> cancelled, as the
+webapp withdraws), so nothing sends them later.
+
+Both paths answer before the gateway's ack, so after each load the benchmark waits until every
+message it counted is recorded delivered: `drain_s` (time after the load ended) and
+`delivered_msgs_per_s` (= sent / (duration + drain_s)) show the sends kept up, and the next load
+starts on an empty outbox. The direct path's `delivered` can exceed `sent` by at most the
+concurrency: requests still in flight when the load stopped are not counted.
+
+The coreapps run with `--backlog-interval 86400` instead of every 5 s: the periodic backlog scan
+claims every queued row of its shard, so it would take the direct path's stored rows itself and
+turn their hand-offs into no-ops. The scan still runs at takeover and after any loss; in the
+routed path it finds nothing when nothing is lost, so the routed numbers are those of the default.
+
+Also reported: p50/p99 latency per shard count and concurrency, the CPU each process spends per
 routed message (the two cores bound msgs/s at 2000 / total CPU ms per message), and each role's
 resident memory. The load comes from wrk when it is installed (apt install wrk), else from a
 Python client; roles run on uvloop unless `--loops` says otherwise. Prints one JSON line."""
@@ -11,7 +44,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import ssl
 import subprocess
@@ -21,41 +56,58 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 import wrk_load
 from common import Bench, emit, percentile, rss_mib, start_cluster
+from wacluster.api.control import HandedMessage, HandOff
 from wacluster.api.interprocess import Env
+from wacluster.api.rest import OutgoingMessage
+from wacluster.db import messages as messages_db
+from wacluster.db.messages import Message
+from wacluster.domain.sharding import route_hash, shard_of
 
 ROUTED_BODY = '{"to": "+1555%07d", "type": "text", "text": {"body": "bench"}}'
+COREAPP_ARGS = ("--backlog-interval", "86400")  # why: the module docstring
+DIRECT_SHARD = 0
+STORE_CHUNK = 5000  # rows per INSERT statement when storing the direct path's rows
+DRAIN_TIMEOUT = 120.0
 
 
-async def closed_loop(url: str, headers: dict, make_body, concurrency: int, duration: float) -> dict:
+async def closed_loop(url: str, headers: dict, body_template: str, concurrency: int, duration: float,
+                      count_unclaimed: bool = False) -> dict:
+    """Like wrk_load.run: `body_template`'s `%d` takes 1, 2, 3, ... in the order requests are made."""
     latencies: list[float] = []
-    errors = 0
+    errors = unclaimed = 0
+    numbers = itertools.count(1)
     deadline = time.monotonic() + duration
     context = ssl._create_unverified_context()
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
+    headers = {**headers, "Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        async def sender(worker: int) -> None:
-            nonlocal errors
-            i = 0
+        async def sender() -> None:
+            nonlocal errors, unclaimed
             while time.monotonic() < deadline:
                 started = time.monotonic()
-                async with session.post(url, json=make_body(worker, i)) as resp:
-                    await resp.read()
-                    if resp.status in (201, 202):
-                        latencies.append(time.monotonic() - started)
-                    else:
+                async with session.post(url, data=body_template % next(numbers)) as resp:
+                    body = await resp.read()
+                    if resp.status not in (201, 202):
                         errors += 1
-                i += 1
+                    elif count_unclaimed and not json.loads(body).get("claimed"):
+                        unclaimed += 1
+                    else:
+                        latencies.append(time.monotonic() - started)
 
         started = time.monotonic()
-        await asyncio.gather(*(sender(w) for w in range(concurrency)))
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
-    return {"concurrency": concurrency, "msgs_per_s": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 0.5) * 1000, 2) if latencies else None,
-            "p99_ms": round(percentile(latencies, 0.99) * 1000, 2) if latencies else None,
-            "errors": errors, "sent": len(latencies)}
+    result = {"concurrency": concurrency, "msgs_per_s": round(len(latencies) / elapsed, 1),
+              "p50_ms": round(percentile(latencies, 0.5) * 1000, 2) if latencies else None,
+              "p99_ms": round(percentile(latencies, 0.99) * 1000, 2) if latencies else None,
+              "errors": errors, "sent": len(latencies)}
+    if count_unclaimed:
+        result["unclaimed"] = unclaimed
+    return result
 
 
 def cpu_seconds(pid: int) -> float:
@@ -96,12 +148,85 @@ def profile_top(raw: Path, top: int = 12) -> list[dict]:
     return [{"frame": frame, "share": round(n / total, 3)} for frame, n in ranked] if total else []
 
 
-def load(generator: str, url: str, headers: dict, body_template: str, concurrency: int, duration: float) -> dict:
-    """One closed-loop run; `body_template`'s `%d` makes every request body unique."""
+def load(generator: str, url: str, headers: dict, body_template: str, concurrency: int, duration: float,
+         count_unclaimed: bool = False) -> dict:
+    """One closed-loop run; `body_template`'s `%d` (1, 2, 3, ...) makes every request body unique."""
     if generator == "wrk":
-        return wrk_load.run(url, headers, body_template, concurrency, duration)
-    return asyncio.run(closed_loop(url, headers, lambda w, i: json.loads(body_template % (w * 100_000 + i)),
-                                   concurrency, duration))
+        return wrk_load.run(url, headers, body_template, concurrency, duration, count_unclaimed)
+    return asyncio.run(closed_loop(url, headers, body_template, concurrency, duration, count_unclaimed))
+
+
+def shard_recipients(shard: int, shards: int, count: int = 1000) -> list[str]:
+    """Recipients the webapp would route to `shard` (in the routed path's number range)."""
+    recipients = (f"+1555{n:07d}" for n in itertools.count())
+    return list(itertools.islice((r for r in recipients if shard_of(r, shards) == shard), count))
+
+
+async def _store(dsn: str, rows: list[tuple[Message, int]]) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for start in range(0, len(rows), STORE_CHUNK):
+            await messages_db.insert_many(conn, rows[start:start + STORE_CHUNK])
+
+
+def store_direct_rows(cluster, prefix: str, count: int, shards: int) -> float:
+    """Store the rows `prefix`1 .. `prefix`count of shard DIRECT_SHARD as the webapp would, queued
+    for their owner; returns the seconds it took (not part of any measurement)."""
+    started = time.monotonic()
+    content = {r: OutgoingMessage.model_validate({"to": r, "type": "text", "text": {"body": "bench"}})
+               .model_dump(exclude_none=True) for r in shard_recipients(DIRECT_SHARD, shards)}
+    recipients = list(content)
+    rows = []
+    for n in range(1, count + 1):
+        recipient = recipients[n % len(recipients)]
+        rows.append((Message(f"{prefix}{n}", recipient, DIRECT_SHARD, content[recipient]), route_hash(recipient)))
+    asyncio.run(_store(cluster.dsn, rows))
+    return time.monotonic() - started
+
+
+def withdraw(cluster, prefix: str) -> int:
+    """The rows of `prefix` never claimed: queued -> cancelled (db.messages.cancel, for all of them)."""
+    return cluster.query("WITH w AS (UPDATE messages SET status = 'cancelled' WHERE status = 'queued' "
+                         "AND id LIKE %s RETURNING 1) SELECT count(*) FROM w", (prefix + "%",))[0][0]
+
+
+def drain(cluster, prefix: str, timeout: float = DRAIN_TIMEOUT) -> tuple[float | None, int]:
+    """Wait until no message of `prefix` is queued or claimed: every one taken was sent and
+    acknowledged by the gateway (or withdrawn). Returns (seconds waited or None, left unsettled)."""
+    started = time.monotonic()
+    while True:
+        left = cluster.query("SELECT count(*) FROM messages WHERE status IN ('queued', 'claimed') AND id LIKE %s",
+                             (prefix + "%",))[0][0]
+        if left == 0:
+            return round(time.monotonic() - started, 2), 0
+        if time.monotonic() - started > timeout:
+            return None, left
+        time.sleep(0.2)
+
+
+def settle(result: dict, duration: float, drained: tuple[float | None, int]) -> None:
+    drain_s, left = drained
+    result["drain_s"] = drain_s
+    if left:
+        result["undelivered_after_drain_timeout"] = left
+    result["delivered_msgs_per_s"] = round(result["sent"] / (duration + drain_s), 1) if drain_s is not None else None
+
+
+def run_direct(generator: str, cluster, url: str, prefix: str, shards: int, concurrency: int, duration: float,
+               rows_per_s: float) -> dict:
+    stored = math.ceil(rows_per_s * duration)
+    store_s = store_direct_rows(cluster, prefix, stored, shards)
+    body = HandOff(shard=DIRECT_SHARD, messages=[HandedMessage(id=f"{prefix}%d")]).model_dump_json()
+    direct = load(generator, url, {}, body, concurrency, duration, count_unclaimed=True)
+    withdrawn = withdraw(cluster, prefix)
+    settle(direct, duration, drain(cluster, prefix))
+    delivered = cluster.query("SELECT count(*) FROM messages WHERE status = 'delivered' AND id LIKE %s",
+                              (prefix + "%",))[0][0]
+    direct.update({"stored": stored, "store_s": round(store_s, 1), "withdrawn": withdrawn, "delivered": delivered})
+    if direct["unclaimed"]:
+        print(f"warning: {direct['unclaimed']} direct hand-off(s) at concurrency {concurrency} claimed nothing "
+              f"({stored} rows stored): not a valid point; raise --direct-rows-per-s if the load used them all",
+              file=sys.stderr, flush=True)
+    return direct
 
 
 def cpu_snapshot(bench: Bench, cluster) -> dict[str, float]:
@@ -123,17 +248,18 @@ def cpu_per_message(cores_used: dict[str, float], duration: float, sent: int) ->
 
 
 def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path,
-               profile: bool = False, loop: str = "uvloop", generator: str = "wrk") -> dict:
+               profile: bool = False, loop: str = "uvloop", generator: str = "wrk",
+               direct_rows_per_s: float = 10_000) -> dict:
     os.environ[Env.EVENT_LOOP] = loop  # the roles inherit it (LocalCluster passes os.environ)
     cluster = bench.cluster(workdir / f"shards-{shards}-{loop}")
     api = start_cluster(cluster, masters=2, coreapps=shards + 1, shards=shards,
-                        settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0})
-    run_id = uuid.uuid4().hex[:12]  # direct ids must never repeat, or the coreapp would skip them
+                        settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0}, coreapp_args=COREAPP_ARGS)
+    run_id = uuid.uuid4().hex[:12]  # direct ids must never repeat: a row is claimed (and sent) once
     try:
         routed_url = f"{api.base_url}/v1/messages"
         auth = {"Authorization": f"Bearer {api.token}"}
         owners = cluster.shard_owners()
-        address = cluster.query("SELECT address FROM nodes WHERE name = %s", (owners[0][0],))[0][0]
+        address = cluster.query("SELECT address FROM nodes WHERE name = %s", (owners[DIRECT_SHARD][0],))[0][0]
         direct_url = f"http://{address}/messages"
         rows = []
         for concurrency in concurrencies:
@@ -153,10 +279,9 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
             routed["cpu_cores_used"] = {name: round((cpu_after[name] - cpu_before.get(name, 0)) / duration, 3)
                                         for name in cpu_after if name in cpu_before}
             routed["cpu_ms_per_msg"] = cpu_per_message(routed["cpu_cores_used"], duration, routed["sent"])
-            direct = load(
-                generator, direct_url, {},
-                f'{{"shard": 0, "messages": [{{"id": "direct.{run_id}.{concurrency}.%d", "to": "+15550000000", '
-                f'"body": {{"type": "text", "text": {{"body": "bench"}}}}}}]}}', concurrency, duration)
+            settle(routed, duration, drain(cluster, "wamid."))
+            direct = run_direct(generator, cluster, direct_url, f"direct.{run_id}.{concurrency}.", shards,
+                                concurrency, duration, direct_rows_per_s)
             ratio = round(direct["msgs_per_s"] / routed["msgs_per_s"], 2) if routed["msgs_per_s"] else None
             rows.append({"routed": routed, "direct": direct, "overhead_ratio": ratio})
         memory = {name: rss_mib(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
@@ -178,6 +303,9 @@ def main() -> None:
     parser.add_argument("--loops", default="uvloop",
                         help="event loops of the roles, compared side by side: uvloop,asyncio")
     parser.add_argument("--generator", choices=["wrk", "python"], default="wrk" if wrk_load.available() else "python")
+    parser.add_argument("--direct-rows-per-s", type=float, default=10_000,
+                        help="rows stored for each direct point, per second of load: more than the load can "
+                             "hand off, or the point reports unclaimed hand-offs")
     parser.add_argument("--name", default="throughput", help="results file name (bench/results/<name>.json)")
     args = parser.parse_args()
     shard_counts = [int(n) for n in (args.shards or ("1" if args.quick else "1,2,4")).split(",")]
@@ -185,10 +313,12 @@ def main() -> None:
     duration = 5.0 if args.quick else args.duration
     workdir = Path("/tmp") / f"wacluster-bench-throughput-{int(time.time())}"
     with Bench("throughput") as bench:
-        results = [run_shards(bench, n, concurrencies, duration, workdir, args.profile, loop, args.generator)
+        results = [run_shards(bench, n, concurrencies, duration, workdir, args.profile, loop, args.generator,
+                              args.direct_rows_per_s)
                    for loop in args.loops.split(",") for n in shard_counts]
     emit(args.name, {"quick": args.quick, "duration_s": duration, "generator": args.generator,
-                     "transport": "HTTPS to the webapp, HTTP to the coreapp", "by_shards": results})
+                     "transport": "HTTPS to the webapp; HTTP to the coreapp, ids of rows stored beforehand",
+                     "coreapp_args": list(COREAPP_ARGS), "by_shards": results})
 
 
 if __name__ == "__main__":
