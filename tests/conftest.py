@@ -8,6 +8,7 @@ its pid), so two pytest sessions side by side never share a server or a database
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,14 @@ import pytest
 from wacluster_testenv.controlplane import ControlPlane
 from wacluster_testenv.environment import state_root
 from wacluster_testenv.postgres import Postgres
+
+
+def pytest_configure(config) -> None:
+    """SIGTERM (a CI time limit, `timeout`, a killed terminal) ends the session like Ctrl-C, so the
+    session's control plane and PostgreSQL are torn down instead of left running."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _session_dir() -> Path:
