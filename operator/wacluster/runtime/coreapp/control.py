@@ -21,8 +21,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from wacluster.api.control import MAX_HAND_OFF, HandOff, HandOffAccepted, Heartbeat
-from wacluster.api.errors import describe_validation, error_body
+from wacluster.api.errors import describe_validation
 from wacluster.db import messages as messages_db
+from wacluster.runtime.http_errors import error_response, http_exception_response, internal_error_response
 from wacluster.runtime.coreapp.outbox import Claimed
 
 if TYPE_CHECKING:
@@ -87,24 +88,29 @@ async def _messages(c: Coreapp, request: web.Request) -> web.Response:
     try:
         data = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
-        return _error("bad_request", f"the body is not valid JSON: {exc}")
+        return error_response("bad_request", f"the body is not valid JSON: {exc}")
     if not isinstance(data, dict):
-        return _error("bad_request", "the body must be a JSON object")
+        return error_response("bad_request", "the body must be a JSON object")
     try:
         hand_off = HandOff.model_validate(data)
     except ValidationError as exc:
-        return _error("bad_request", describe_validation(exc))
+        return error_response("bad_request", describe_validation(exc))
     ids = [m.id for m in hand_off.messages]
     outcome = await accept(c, hand_off.shard, ids)
     if isinstance(outcome, Refusal):
-        return _error(outcome.kind, outcome.details,
+        return error_response(outcome.kind, outcome.details,
                       {"Retry-After": outcome.retry_after} if outcome.retry_after else None)
     return web.json_response(HandOffAccepted(accepted=ids, claimed=outcome).model_dump(), status=202)
 
 
-def _error(kind: str, details: str, headers: dict[str, str] | None = None) -> web.Response:
-    status, body = error_body(kind, details)
-    return web.json_response(body, status=status, headers=headers)
+@web.middleware
+async def _errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return http_exception_response(request, exc, f"a hand-off carries at most {MAX_HAND_OFF} messages")
+    except Exception:  # never a stack trace to the caller; the log has it
+        return internal_error_response(log, request, "coreapp")
 
 
 @web.middleware
@@ -112,15 +118,15 @@ async def _errors(request: web.Request, handler):
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        return _error("too_large", f"a hand-off carries at most {MAX_HAND_OFF} messages")
+        return error_response("too_large", f"a hand-off carries at most {MAX_HAND_OFF} messages")
     except web.HTTPNotFound:
-        return _error("not_found", f"no route for {request.method} {request.path}")
+        return error_response("not_found", f"no route for {request.method} {request.path}")
     except web.HTTPMethodNotAllowed:
-        return _error("method", f"{request.method} is not supported on {request.path}")
+        return error_response("method", f"{request.method} is not supported on {request.path}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error("bad_request", exc.reason or "bad request")
+        return error_response("bad_request", exc.reason or "bad request")
     except Exception:  # never a stack trace to the caller; the log has it
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error("internal", "an internal error occurred; see the coreapp log")
+        return error_response("internal", "an internal error occurred; see the coreapp log")

@@ -11,7 +11,8 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
-from wacluster.api.errors import describe_validation, error_body
+from wacluster.api.errors import describe_validation
+from wacluster.runtime.http_errors import error_response, http_exception_response, internal_error_response
 
 log = logging.getLogger("wacluster.webapp")
 
@@ -20,9 +21,6 @@ log = logging.getLogger("wacluster.webapp")
 DATABASE_WAIT = 2.0
 DATABASE_RETRY_AFTER = "5"
 
-def error_response(kind: str, details: str, headers: dict[str, str] | None = None) -> web.Response:
-    status, body = error_body(kind, details)
-    return web.json_response(body, status=status, headers=headers)
 
 
 class ApiError(Exception):
@@ -72,16 +70,7 @@ async def error_middleware(request: web.Request, handler):
         log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
         return error_response("not_ready", "the database is unreachable; retry later",
                               {"Retry-After": DATABASE_RETRY_AFTER})
-    except web.HTTPRequestEntityTooLarge:
-        return error_response("too_large", "the body exceeds the size limit")
-    except web.HTTPNotFound:
-        return error_response("not_found", f"no route for {request.method} {request.path}")
-    except web.HTTPMethodNotAllowed:
-        return error_response("method", f"{request.method} is not supported on {request.path}")
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response("bad_request", exc.reason or "bad request")
+        return http_exception_response(request, exc, "the body exceeds the size limit")
     except Exception:  # never let a stack trace reach a client
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response("internal", "an internal error occurred; see the webapp log")
+        return internal_error_response(log, request, "webapp")
