@@ -3,9 +3,10 @@ the question every failover test asks (is each shard served?)."""
 
 from __future__ import annotations
 
+from wacluster.domain.ha import lease_ttl
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.eventually import eventually
-from wacluster_testenv.localcluster import LocalCluster
+from wacluster_testenv.localcluster import DEFAULT_SETTINGS, LocalCluster
 
 PASSWORD = "secret-admin-password"
 
@@ -34,3 +35,15 @@ def connected(cluster: LocalCluster, shards: int = 1):
     """The shard owners when every one of `shards` shards has a connected owner, else False."""
     owners = cluster.shard_owners()
     return len(owners) == shards and all(o[0] for o in owners.values()) and owners
+
+
+def stop_masters_and_await_renewal_without_them(cluster: LocalCluster, masters=("master1", "master2")) -> None:
+    """Stop every master, then wait until shard 0's lease is live past the end of any lease a
+    master could have granted: it was renewed since, with the database alone."""
+    for name in masters:
+        cluster.roles[name].stop()
+    stopped_at = cluster.query("SELECT now()")[0][0]
+    ttl = lease_ttl(DEFAULT_SETTINGS["heartbeat_interval"], DEFAULT_SETTINGS["unhealthy_interval"])
+    eventually(lambda: cluster.query("SELECT now() > %s + make_interval(secs => %s) AND lease_until > now() "
+                                     "FROM shard_map WHERE shard = 0", (stopped_at, ttl))[0][0], 30,
+               what="shard 0's lease renewed with every master stopped")

@@ -14,6 +14,7 @@ import pytest
 
 from wacluster_testenv.environment import Environment
 from wacluster_testenv.postgres import INSTALLATION_PARTS, Postgres, PostgresError, wheel_site_dir
+from wacluster_testenv.processes import command_lines_naming
 from wacluster_testenv.state import state_root
 
 pytestmark = pytest.mark.harness
@@ -65,17 +66,4 @@ def test_a_failed_environment_start_removes_what_it_created(tmp_path):
     with pytest.raises(PostgresError, match="initdb"):
         env.up()
     assert not env.directory.exists()
-    assert _processes_mentioning(str(env.directory)) == []
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that name `text` (the control plane's carry its state dir)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in args and "pytest" not in args:
-            found.append(args)
-    return found
+    assert [line for line in command_lines_naming(str(env.directory)) if "pytest" not in line] == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wacluster_testenv.eventually import eventually
-from wacluster_testenv.processes import ProcessTable
+from wacluster_testenv.processes import ProcessTable, command_lines_naming
 
 pytestmark = pytest.mark.harness
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,18 +22,6 @@ def test_hold(postgres_server):
     print("READY", postgres_server.state_dir, flush=True)
     time.sleep(300)
 '''
-
-
-def _running_from(directory: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if directory in args:
-            found.append(args)
-    return found
 
 
 def test_a_session_stopped_with_sigterm_leaves_no_server_running(tmp_path):
@@ -50,10 +38,10 @@ def test_a_session_stopped_with_sigterm_leaves_no_server_running(tmp_path):
         ready = eventually(lambda: next((line for line in log.read_text().splitlines() if line.startswith("READY")), None),
                            120, what="the session's PostgreSQL up", details=lambda: log.read_text()[-2000:])
         state_dir = ready.split()[1]
-        assert _running_from(state_dir)
+        assert command_lines_naming(state_dir)
         session.send_signal(signal.SIGTERM)
         session.wait(timeout=120)
-        assert _running_from(state_dir) == []
+        assert command_lines_naming(state_dir) == []
         assert not Path(state_dir).exists()
     finally:
         if session.poll() is None:

@@ -9,13 +9,11 @@ import threading
 
 import pytest
 
-from wacluster.domain.ha import lease_ttl
 from wacluster.runtime.sandbox import registration_code
-from runtime_cluster import PASSWORD
+from runtime_cluster import PASSWORD, stop_masters_and_await_renewal_without_them
 from runtime_cluster import webapp as api_for
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.eventually import eventually
-from wacluster_testenv.localcluster import DEFAULT_SETTINGS
 
 pytestmark = pytest.mark.integration
 
@@ -115,14 +113,7 @@ def test_every_accepted_message_is_delivered_exactly_once_through_a_failover(clu
 
 def test_messages_route_and_health_answers_with_every_master_down(cluster):
     api = start_ha(cluster)
-    for name in ("master1", "master2"):
-        cluster.roles[name].stop()
-    stopped_at = cluster.query("SELECT now()")[0][0]
-    ttl = lease_ttl(DEFAULT_SETTINGS["heartbeat_interval"], DEFAULT_SETTINGS["unhealthy_interval"])
-    # Past the end of any shard lease granted while a master ran, the lease is still live.
-    eventually(lambda: cluster.query("SELECT now() > %s + make_interval(secs => %s) AND lease_until > now() "
-                                     "FROM shard_map WHERE shard = 0", (stopped_at, ttl))[0][0], 30,
-               what="the shard lease renewed with every master down")
+    stop_masters_and_await_renewal_without_them(cluster)
     replies = [api.send_text(f"+1555500{i:04d}", "no masters") for i in range(10)]
     assert all(r.status == 201 for r in replies)
     health = roles_in(api.health())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from wacluster_testenv import pki as pki_mod
 from wacluster_testenv.build import bin_dir
-from wacluster_testenv.processes import ProcessTable, free_port
+from wacluster_testenv.processes import ProcessTable, free_port, running_processes
 
 NODE_NAME = "real-node-0"
 NODE_IP = "10.249.0.1"          # on `lo`: reachable from pods and host, routed nowhere else
@@ -230,7 +230,7 @@ state = "{base / 'state'}"
 
     def cleanup_host(self) -> None:
         """After every process stopped: leftover shims, mounts, iptables chains, the bridge."""
-        for pid, cmdline in _processes():
+        for pid, cmdline in running_processes():
             if "containerd-shim" in cmdline[0] and str(self.socket) in " ".join(cmdline):
                 _kill(pid)
         for mount in sorted(_mounts_under(self.state_dir), key=len, reverse=True):
@@ -244,17 +244,6 @@ def ensure_node_address() -> None:
     shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
     if f" {NODE_IP}/" not in shown:
         subprocess.run(["ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo"], check=True)
-
-
-def _processes():
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline and cmdline[0]:
-                yield int(entry.name), [part.decode(errors="replace") for part in cmdline if part]
 
 
 def _kill(pid: int) -> None:

@@ -8,7 +8,26 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+
+def running_processes() -> Iterator[tuple[int, list[str]]]:
+    """Every live process on the machine as (pid, argv); one that ends while read is skipped."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline and cmdline[0]:
+                yield int(entry.name), [part.decode(errors="replace") for part in cmdline if part]
+
+
+def command_lines_naming(text: str) -> list[str]:
+    """The command lines of live processes that contain `text` (e.g. an environment's directory,
+    which every process it started carries in its arguments)."""
+    return [" ".join(argv) for _, argv in running_processes() if text in " ".join(argv)]
 
 
 def free_port() -> int:
