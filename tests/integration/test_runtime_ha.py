@@ -67,13 +67,13 @@ def test_dbupgrade_stays_alive_after_success_when_exit_on_success_is_false(clust
     assert proc.wait(timeout=30) == 0
 
 
-def test_a_master_refuses_a_schema_it_does_not_understand(cluster):
+def test_a_master_refuses_a_schema_that_no_longer_serves_it(cluster):
     with psycopg.connect(cluster.dsn, autocommit=True) as conn:
-        conn.execute("UPDATE schema_version SET version = 999")
+        conn.execute("UPDATE schema_version SET version = 999, roles_from = 999")
     master = cluster.start_master("master1")
     eventually(lambda: "refusing to act" in master.output(), 30, what="the refusal in the log")
     rows = cluster.query("SELECT error FROM nodes WHERE name = 'master1'")
-    assert rows and "newer than this release expects" in rows[0][0]
+    assert rows and "no longer serves roles of schema" in rows[0][0]
 
 
 def test_exactly_one_primary_master_through_kills_and_terminations(cluster):

@@ -1,8 +1,18 @@
-"""Versioned schema migrations, applied by `wacluster dbupgrade` under an advisory lock."""
+"""Versioned schema migrations, applied by `wacluster dbupgrade` under an advisory lock.
+
+Expand and contract: an upgrade runs the new release's dbupgrade first and rolls the roles after,
+so for a while the old roles run against the new schema (and must keep failing over). Each
+migration therefore states the oldest schema version whose roles still work once it is applied
+(`roles_from`). An *expand* migration (a new table, a nullable column, a wider check) keeps the
+previous migration's value; a *contract* migration (a drop, a rename, a narrower check, a column
+whose meaning changes) raises it, and may only ship once no supported release needs the old shape.
+A role runs against a schema at least as new as its own whose `roles_from` does not exclude it.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import psycopg
 
@@ -11,8 +21,17 @@ log = logging.getLogger("wacluster.db")
 # A fixed key: every dbupgrade of every version serialises on it.
 MIGRATION_LOCK = 0x7761636C  # "wacl"
 
-MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    roles_from: int  # the oldest schema version whose roles still work once this one is applied
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, 1, """
     CREATE TABLE schema_version (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), version int NOT NULL,
                                  applied_at timestamptz NOT NULL DEFAULT now());
     CREATE TABLE nodes (
@@ -70,7 +89,7 @@ MIGRATIONS: list[tuple[int, str]] = [
                             to_coreapp text, epoch bigint NOT NULL, reason text NOT NULL,
                             at timestamptz NOT NULL DEFAULT now());
     """),
-    (2, """
+    Migration(2, 1, """
     CREATE TABLE media (id text PRIMARY KEY, content_type text NOT NULL, size bigint NOT NULL,
                         created_at timestamptz NOT NULL DEFAULT now());
     CREATE TABLE webhook_events (
@@ -85,7 +104,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     """),
     # A message is sent only by the coreapp that claimed it (db/messages.py): queued → claimed →
     # delivered, or queued → cancelled. The claim records who, at which epoch, in which session.
-    (3, """
+    # A contract step: roles of version 2 would send rows without claiming them.
+    Migration(3, 3, """
     ALTER TABLE messages DROP CONSTRAINT messages_status_check;
     ALTER TABLE messages ADD CONSTRAINT messages_status_check
         CHECK (status IN ('queued', 'claimed', 'delivered', 'cancelled'));
@@ -94,50 +114,99 @@ MIGRATIONS: list[tuple[int, str]] = [
     DROP INDEX messages_queued;
     CREATE INDEX messages_unsettled ON messages (shard, created_at, id) WHERE status IN ('queued', 'claimed');
     """),
+    # The schema records which roles it still serves (see the module's docstring). Expand.
+    Migration(4, 3, """
+    ALTER TABLE schema_version ADD COLUMN roles_from int;
+    """),
 ]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 class SchemaMismatch(RuntimeError):
     pass
 
 
-async def current_version(conn: psycopg.AsyncConnection) -> int:
+@dataclass(frozen=True)
+class SchemaState:
+    version: int     # 0: no schema yet
+    roles_from: int  # the oldest roles' schema version it serves
+
+
+async def current(conn: psycopg.AsyncConnection) -> SchemaState:
     exists = await (await conn.execute("SELECT to_regclass('public.schema_version')")).fetchone()
     if exists[0] is None:
-        return 0
-    row = await (await conn.execute("SELECT version FROM schema_version")).fetchone()
-    return row[0] if row else 0
+        return SchemaState(0, 0)
+    column = "roles_from" if await _has_roles_from(conn) else "NULL"
+    row = await (await conn.execute(f"SELECT version, {column} FROM schema_version")).fetchone()
+    if not row:
+        return SchemaState(0, 0)
+    # Before migration 4 a schema served only its own version's roles.
+    return SchemaState(row[0], row[1] if row[1] is not None else row[0])
 
 
-async def migrate(conn: psycopg.AsyncConnection) -> tuple[int, int]:
-    """Apply every missing migration; idempotent. Returns (version before, version after)."""
+async def _has_roles_from(conn: psycopg.AsyncConnection) -> bool:
+    row = await (await conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'schema_version' AND column_name = 'roles_from'")).fetchone()
+    return row is not None
+
+
+async def current_version(conn: psycopg.AsyncConnection) -> int:
+    return (await current(conn)).version
+
+
+def incompatibility(state: SchemaState, ours: int = SCHEMA_VERSION) -> str | None:
+    """Why roles built for schema `ours` cannot run against `state`, or None when they can."""
+    if state.version < ours:
+        return (f"database schema version {state.version} is older than this release needs ({ours}); "
+                f"run `wacluster dbupgrade` of this release")
+    if state.roles_from > ours:
+        return (f"database schema version {state.version} no longer serves roles of schema {ours} "
+                f"(only {state.roles_from} and later); roll the roles to the release that ran dbupgrade")
+    return None
+
+
+async def migrate(conn: psycopg.AsyncConnection,
+                  migrations: list[Migration] = MIGRATIONS) -> tuple[int, int]:
+    """Apply every missing migration; idempotent. Returns (version before, version after).
+    A database already newer is left as it is when it still serves this release's roles (a
+    rollback of the roles); otherwise that is an error."""
+    ours = migrations[-1].version
     await conn.set_autocommit(True)
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
-        before = await current_version(conn)
-        if before > SCHEMA_VERSION:
-            raise SchemaMismatch(f"the database schema is version {before}, newer than this release "
-                                 f"understands ({SCHEMA_VERSION}); run the dbupgrade of that release")
-        for version, sql in MIGRATIONS:
-            if version <= before:
+        before = await current(conn)
+        if before.version > ours:
+            reason = incompatibility(before, ours)
+            if reason:
+                raise SchemaMismatch(reason)
+            log.info("database schema version %d is newer than this release's (%d) and still serves "
+                     "its roles; nothing to do", before.version, ours)
+            return before.version, before.version
+        for migration in migrations:
+            if migration.version <= before.version:
                 continue
             async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_version (id, version) VALUES (1, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, applied_at = now()",
-                    (version,))
-            log.info("applied schema migration %d", version)
-        return before, SCHEMA_VERSION
+                await conn.execute(migration.sql)
+                await _record(conn, migration)
+            log.info("applied schema migration %d (serves roles from schema %d)",
+                     migration.version, migration.roles_from)
+        return before.version, ours
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
+async def _record(conn: psycopg.AsyncConnection, migration: Migration) -> None:
+    await conn.execute(
+        "INSERT INTO schema_version (id, version) VALUES (1, %s) "
+        "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, applied_at = now()",
+        (migration.version,))
+    if await _has_roles_from(conn):  # from migration 4 on
+        await conn.execute("UPDATE schema_version SET roles_from = %s", (migration.roles_from,))
+
+
 async def check(conn: psycopg.AsyncConnection) -> None:
-    """Refuse to run against a schema this release does not understand."""
-    version = await current_version(conn)
-    if version != SCHEMA_VERSION:
-        direction = "older" if version < SCHEMA_VERSION else "newer"
-        raise SchemaMismatch(f"database schema version {version} is {direction} than this release "
-                             f"expects ({SCHEMA_VERSION}); run `wacluster dbupgrade` of the matching release")
+    """Refuse to run against a schema this release's roles cannot work with."""
+    reason = incompatibility(await current(conn))
+    if reason:
+        raise SchemaMismatch(reason)
