@@ -5,6 +5,10 @@ connection replaces the old one, which is told so. A replaced client that comes 
 replaces the newer one is a *conflict*; more than `ban_threshold` conflicts within
 `ban_window` seconds ban the account for `ban_cooldown` seconds. Deliveries are recorded by
 message id (a repeated id is acknowledged but not delivered twice) with shard, epoch and node.
+Every send of an id that reaches the server is counted (`send_attempts`), and every send of an
+id already delivered is a *duplicate*, whatever the server then does with it (acknowledges it
+without delivering, refuses it on a replaced connection, loses it to an injected fault): the
+Cloud API has no id check, so there the recipient would have seen it twice.
 A live connection may ask which of a list of ids were already delivered (`query` → `known`),
 so a client that takes over a shard resends only what its predecessor did not send. An answer
 (`ack`, `known`) echoes the `ref` of its request when the request carried one.
@@ -69,6 +73,7 @@ class GatewayState:
     replaced: dict[tuple[str, int], set[tuple[str, int]]] = field(default_factory=dict)
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    send_attempts: dict[str, int] = field(default_factory=dict)
     stale_sends: list[dict[str, Any]] = field(default_factory=list)
     replacements: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
@@ -124,6 +129,7 @@ class Gateway:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 frame = msg.json()
+                self._count_sends(ws, account, shard, node, epoch, frame)
                 fault = self._fault(ws, request.transport, account, shard, node, epoch, frame)
                 if fault == "reset":
                     break
@@ -172,6 +178,21 @@ class Gateway:
             state.bans.append({"account": incoming.account, "at": now, "until": now + state.ban_cooldown})
             log.error("account %s BANNED for %.0fs after %d conflicts", incoming.account,
                       state.ban_cooldown, len(recent))
+
+    def _count_sends(self, ws, account: str, shard: int, node: str, epoch: int, message: dict) -> None:
+        """Count each id of a send frame as it arrives, before any fault or check: a send of an id
+        already delivered is a duplicate even when it is refused or lost here."""
+        if message.get("type") != "send":
+            return
+        current = self.state.live.get((account, shard))
+        how = "live" if current is not None and current.ws is ws else "replaced connection"
+        now = time.time()
+        for item in message.get("messages", []):
+            message_id = item.get("id")
+            self.state.send_attempts[message_id] = self.state.send_attempts.get(message_id, 0) + 1
+            if message_id in self.state.deliveries:
+                self.state.duplicates.append({"id": message_id, "to": item.get("to"), "shard": shard, "epoch": epoch,
+                                              "node": node, "at": now, "on": how})
 
     def _fault(self, ws, transport, account: str, shard: int, node: str, epoch: int, message: dict) -> str | None:
         """Apply an armed fault to a send frame on the live connection: "swallowed" (the frame is
@@ -233,11 +254,9 @@ class Gateway:
         acked = []
         now = time.time()
         for item in message.get("messages", []):
-            record = {"id": item["id"], "to": item.get("to"), "shard": shard, "epoch": epoch, "node": node, "at": now}
-            if item["id"] in self.state.deliveries:
-                self.state.duplicates.append(record)
-            else:
-                self.state.deliveries[item["id"]] = record
+            if item["id"] not in self.state.deliveries:  # a repeat was counted as a duplicate on arrival
+                self.state.deliveries[item["id"]] = {"id": item["id"], "to": item.get("to"), "shard": shard,
+                                                     "epoch": epoch, "node": node, "at": now}
             acked.append(item["id"])
         if self.state.faults.ack_delay > 0:
             await asyncio.sleep(self.state.faults.ack_delay)  # the injected slow ack
@@ -264,6 +283,7 @@ class Gateway:
     async def inspect_deliveries(self, request: web.Request) -> web.Response:
         return web.json_response({"deliveries": list(self.state.deliveries.values()),
                                   "duplicates": self.state.duplicates, "stale_sends": self.state.stale_sends,
+                                  "send_attempts": self.state.send_attempts,
                                   "conflicts": self.state.conflicts, "bans": self.state.bans,
                                   "replacements": self.state.replacements})
 
