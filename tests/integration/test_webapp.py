@@ -165,13 +165,15 @@ def test_bad_input_gets_a_400_that_says_what_to_fix(cluster):
         (json.dumps({"to": "+15551234567", "type": "text", "text": {"body": "hi"}, "extra": 1}).encode(), "extra"),
         (json.dumps({"to": "call me", "type": "text", "text": {"body": "hi"}}).encode(), "to"),
         (json.dumps({"to": "+15551234567", "type": "image", "image": {"id": "../../x"}}).encode(), "image.id"),
-        (json.dumps({"to": "+15551234567", "type": "image", "text": {"body": "hi"}}).encode(), "needs a 'image'"),
         (json.dumps([1, 2]).encode(), "JSON object"),
     ]
     for raw, why in cases:
         reply = api.request("POST", "/v1/messages", raw=raw)
         assert reply.status == 400 and reply.error["code"] == 1009 and why in reply.error["details"], (raw, reply.body)
         assert "Traceback" not in json.dumps(reply.body)
+    # A required parameter that is absent is the on-premises API's 1008, not 1009.
+    absent = api.request("POST", "/v1/messages", {"to": "+15551234567", "type": "image", "text": {"body": "hi"}})
+    assert absent.status == 400 and absent.error["code"] == 1008 and "needs a 'image'" in absent.error["details"]
     big = api.request("POST", "/v1/messages", raw=b"{" + b" " * (70 * 1024) + b"}")
     assert big.status == 413
     assert api.request("GET", "/v1/nothing-here").status == 404

@@ -11,7 +11,7 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
-from wacluster.api.errors import describe_validation
+from wacluster.api.errors import describe_validation, validation_kind
 from wacluster.runtime.http_errors import error_response, http_exception_response, internal_error_response
 
 log = logging.getLogger("wacluster.webapp")
@@ -57,7 +57,7 @@ async def parse(request: web.Request, model):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError("bad_request", describe_validation(exc))
+        raise ApiError(validation_kind(exc), describe_validation(exc))
 
 
 @web.middleware
