@@ -16,7 +16,7 @@ from wacluster.db import schema
 from wacluster.db.connection import open_pool
 from wacluster.domain.coreapp_state import CoreappState as S
 from wacluster.runtime.coreapp.role import Coreapp
-from wacluster.runtime.coreapp.supervision import RoleFailed
+from wacluster.runtime.supervision import RoleFailed
 from wacluster.runtime.node import NodeIdentity
 from wacluster.runtime.sandbox import Gateway
 from wacluster_testenv.eventually import eventually_async

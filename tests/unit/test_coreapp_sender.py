@@ -18,7 +18,7 @@ from wacluster.domain.fencing import ShardLease
 from wacluster.runtime.coreapp.outbox import Claimed, Outbox
 from wacluster.runtime.coreapp.ownership import Session
 from wacluster.runtime.coreapp.role import Coreapp, CoreappConfig
-from wacluster.runtime.coreapp.supervision import Policy, Supervisor
+from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.gateway_link import GatewayClosed, GatewayLink
 from wacluster.runtime.node import NodeIdentity
 from wacluster_testenv.eventually import eventually_async

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from wacluster.runtime.coreapp.supervision import Policy, RoleFailed, Supervisor
+from wacluster.runtime.supervision import Policy, RoleFailed, Supervisor
 
 pytestmark = pytest.mark.unit
 log = logging.getLogger("test.supervision")

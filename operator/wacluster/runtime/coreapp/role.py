@@ -34,7 +34,7 @@ from wacluster.runtime.coreapp.handoff import planned_handoff
 from wacluster.runtime.coreapp.ownership import Ownership, Session
 from wacluster.runtime.coreapp.sender import Sender
 from wacluster.runtime.coreapp.statuses import Statuses
-from wacluster.runtime.coreapp.supervision import Policy, RoleFailed, Supervisor
+from wacluster.runtime.supervision import Policy, RoleFailed, Supervisor
 from wacluster.runtime.node import NodeIdentity
 from wacluster.runtime.service import first_of
 

@@ -48,6 +48,11 @@ class Leadership:
         metrics.TERM.set(term)
         self.wake.set()
 
+    def abandon(self, error: BaseException | None) -> None:
+        """The election task died: this master no longer knows whether it leads, so it does not."""
+        self.primary, self.term_claimed = False, False
+        metrics.IS_PRIMARY.set(0)
+
     async def _stopped_leading(self) -> None:
         self.primary, self.term_claimed = False, False
         self.changes += 1

@@ -28,6 +28,7 @@ from wacluster.runtime.master.status import ShardMapPublisher
 from wacluster.runtime.master.world import WorldReader
 from wacluster.runtime.node import NodeIdentity
 from wacluster.runtime.service import first_of
+from wacluster.runtime.supervision import Policy, Supervisor
 
 log = logging.getLogger("wacluster.master")
 
@@ -55,6 +56,8 @@ class Master:
         self.status = ShardMapPublisher(lease_store)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`, then the Lease released. Raises RoleFailed when a supervised task failed
+        for good (the election above all: a master that cannot tell whether it leads stops)."""
         await self.heartbeats.open()
         async with self.pool.connection() as conn:
             await nodes_db.register(conn, self.me.name, Role.MASTER, self.me.node_id, self.me.address, self.me.version)
@@ -62,28 +65,32 @@ class Master:
         log.info("%s started; campaigning for the master Lease", self.me.display)
         listener = Listener(self.pool, self._notified)
         election_stop = asyncio.Event()
-        tasks = [asyncio.create_task(listener.run(), name="listener")]
+        released = asyncio.Event()
+        supervisor = Supervisor(log)
+        supervisor.add("listener", listener.run, Policy.RESTART)
         if self.lease_store is not None:
             s = self.settings
             timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))
-            tasks.append(asyncio.create_task(self.leadership.campaign(timings, election_stop), name="election"))
-        try:
-            while not stop.is_set():
-                try:
-                    await self.cycle()
-                except Exception as exc:
-                    self._say(f"cycle failed: {exc}")
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(first_of(stop.wait(), self.wake.wait()), timeout=self._period())
-                except asyncio.TimeoutError:
-                    pass
-        finally:
+
+            async def elect() -> None:
+                await self.leadership.campaign(timings, election_stop)
+                released.set()
+            # Fatal: the flag `primary` would outlive a dead election; the Lease then expires
+            # and another master leads.
+            supervisor.add("election", elect, Policy.FATAL, self.leadership.abandon, finished=election_stop)
+        else:
+            released.set()
+
+        async def decide_until_stopped() -> None:
+            await self._decide_until(stop)
             election_stop.set()  # releases the Lease: a watching secondary takes over at once
-            if len(tasks) > 1:
-                await asyncio.wait_for(asyncio.shield(tasks[1]), timeout=RELEASE_DEADLINE)
-            tasks[0].cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await asyncio.wait_for(released.wait(), timeout=RELEASE_DEADLINE)
+            except asyncio.TimeoutError:
+                log.warning("the Lease was not released within %.0fs; it expires instead", RELEASE_DEADLINE)
+        try:
+            await supervisor.run(decide_until_stopped, name="the decision loop")
+        finally:
             await listener.close()
             await self.heartbeats.close()
             try:
@@ -91,6 +98,18 @@ class Master:
                     await nodes_db.remove(conn, self.me.name)
             except Exception as exc:
                 log.warning("could not remove the node record: %s", exc)
+
+    async def _decide_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.cycle()
+            except Exception as exc:
+                self._say(f"cycle failed: {exc}")
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(first_of(stop.wait(), self.wake.wait()), timeout=self._period())
+            except asyncio.TimeoutError:
+                pass
 
     def _notified(self, payload: dict) -> None:
         kind = payload.get("kind")

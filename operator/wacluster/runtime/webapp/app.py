@@ -17,6 +17,7 @@ from wacluster.api.interprocess import MEDIA_DIR, Env, Port, Role
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
+from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.webapp.auth import Auth
 from wacluster.runtime.webapp.errors import DATABASE_WAIT, error_middleware
 from wacluster.runtime.webapp.handlers import Handlers
@@ -109,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
                         Media(pool, Path(args.media_dir), args.media_max_bytes))
         stop = asyncio.Event()
         install_stop_signals(stop)
-        background = [asyncio.create_task(cache.run()),
-                      asyncio.create_task(WebhookDispatcher(pool, webhook_session, signing_key, allowed).run())]
+        supervisor = Supervisor(log)
+        supervisor.add("shard-map", cache.run, Policy.RESTART)
+        supervisor.add("shard-map-listener", cache.listener.run, Policy.RESTART)
+        supervisor.add("webhooks", WebhookDispatcher(pool, webhook_session, signing_key, allowed).run, Policy.RESTART)
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
         if context is not None:
-            background.append(asyncio.create_task(reload_on_change(context, os.environ.get(Env.TLS_DIR))))
+            tls_dir = os.environ.get(Env.TLS_DIR)
+            supervisor.add("tls-reload", lambda: reload_on_change(context, tls_dir), Policy.RESTART)
         for application, port, ssl_context in [(app, args.port, context),
                                                (metrics_app(lambda: cache.loaded_at > 0 or "shard map not loaded"),
                                                 args.metrics_port, None)]:
@@ -126,11 +130,9 @@ def run(args: argparse.Namespace) -> int:
             runners.append(runner)
         log.info("webapp serving %s on %s:%d", "HTTP" if args.plain_http else "HTTPS", args.host, args.port)
         try:
-            await stop.wait()
+            await supervisor.run(stop.wait, name="serving")
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await cache.listener.close()
             for runner in runners:
                 await runner.cleanup()
             await session.close()

@@ -64,22 +64,19 @@ class ShardMapCache:
         self.changed = asyncio.Event()
 
     async def run(self) -> None:
-        listen = asyncio.create_task(self.listener.run())
-        try:
-            while True:
-                try:
-                    await self.reload()
-                except Exception as exc:
-                    log.warning("cannot reload the shard map: %s", exc)
-                self._dirty.clear()
-                try:
-                    await asyncio.wait_for(self._dirty.wait(), timeout=RELOAD_EVERY)
-                except asyncio.TimeoutError:
-                    pass
-                SHARD_MAP_AGE.set(time.monotonic() - self.loaded_at)
-        finally:
-            listen.cancel()
-            await self.listener.close()
+        """Reload on every change notice (`self.listener`, supervised beside this) and at least
+        every RELOAD_EVERY seconds."""
+        while True:
+            try:
+                await self.reload()
+            except Exception as exc:
+                log.warning("cannot reload the shard map: %s", exc)
+            self._dirty.clear()
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=RELOAD_EVERY)
+            except asyncio.TimeoutError:
+                pass
+            SHARD_MAP_AGE.set(time.monotonic() - self.loaded_at)
 
     def invalidate(self) -> None:
         self._dirty.set()

@@ -1,9 +1,11 @@
-"""Every long-lived task of the coreapp runs under one supervisor, in one asyncio.TaskGroup.
+"""Every long-lived task of a role (coreapp, master, webapp) runs under one supervisor, in one
+asyncio.TaskGroup.
 
 A task that fails (or returns: a long-lived task never should) is logged with its exception and
 then, by its policy, either restarted with the reason in the log (a few times in a window, then
 it counts as fatal), or takes the whole role down: `run` raises `RoleFailed`, the entry point
-exits non-zero, Kubernetes restarts the pod, and the shard fails over. Nothing ends silently.
+exits non-zero, Kubernetes restarts the pod (and a coreapp's shard fails over). Nothing ends
+silently.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class _Task:
     run: Callable[[], Awaitable[None]]
     policy: Policy
     on_failure: Callable[[BaseException | None], None] | None
+    finished: asyncio.Event | None = None
     failures: list[float] = field(default_factory=list)
 
 
@@ -45,10 +48,12 @@ class Supervisor:
         self._tasks: list[_Task] = []
 
     def add(self, name: str, run: Callable[[], Awaitable[None]], policy: Policy,
-            on_failure: Callable[[BaseException | None], None] | None = None) -> None:
+            on_failure: Callable[[BaseException | None], None] | None = None,
+            finished: asyncio.Event | None = None) -> None:
         """Supervise `run()` under `name`; `on_failure(exc)` cleans up after a failure, before
-        the restart or the stop (exc is None when the task returned)."""
-        self._tasks.append(_Task(name, run, policy, on_failure))
+        the restart or the stop (exc is None when the task returned). A task given `finished`
+        may return once that event is set (e.g. an election that released its Lease on stop)."""
+        self._tasks.append(_Task(name, run, policy, on_failure, finished))
 
     async def run(self, main: Callable[[], Awaitable[None]], name: str = "main") -> None:
         """Run until `main` returns; raises RoleFailed when `main` or a task fails for good."""
@@ -78,7 +83,9 @@ class Supervisor:
             error: BaseException | None = None
             try:
                 await task.run()
-                reason = "it returned, and it should run as long as the coreapp"
+                if task.finished is not None and task.finished.is_set():
+                    return
+                reason = "it returned, and it should run as long as the role"
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
