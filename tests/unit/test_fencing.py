@@ -94,6 +94,27 @@ def test_a_renewal_with_a_shorter_ttl_shortens_the_lease():
     assert valid_at_or_after(seen, sent + TTL) == []
 
 
+def test_a_renewal_with_a_shorter_ttl_that_got_no_answer_shortens_the_lease_too():
+    """The renewal may have committed the shorter lease in the database, or not: the coreapp
+    must stop by the shorter of the two (docs/promotion.md, known gap 2)."""
+    lease = ShardLease(0, 1, ttl=60.0)
+    lease.confirmed(time.monotonic())
+    lease.ttl = TTL
+    sent = time.monotonic()
+    lease.in_doubt(sent)  # the renewal raised: committed or not, nobody knows
+    seen = samples_until(lease.valid, sent + 2 * TTL)
+    assert valid_at_or_after(seen, sent + TTL) == []
+
+
+def test_an_unanswered_renewal_never_lengthens_the_lease():
+    lease = ShardLease(0, 1, ttl=TTL)
+    confirmed_at = time.monotonic()
+    lease.confirmed(confirmed_at)
+    deadline = lease.deadline
+    lease.in_doubt(confirmed_at + TTL / 3)
+    assert lease.deadline == deadline
+
+
 def test_a_lease_that_is_no_longer_renewed_expires():
     """A SIGSTOPped coreapp renews nothing: when it resumes, its lease has expired."""
     lease = ShardLease(0, 1, ttl=TTL)

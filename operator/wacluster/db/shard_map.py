@@ -79,15 +79,17 @@ async def revoke(conn: AsyncConnection, shard: int, epoch: int, term: int, holde
 
 async def promote(conn: AsyncConnection, shard: int, epoch: int, coreapp: str | None, lease_ttl: float,
                   term: int, holder: str, reason: str) -> int | None:
-    """Give (shard) to `coreapp` with epoch+1 once the previous owner's lease has expired.
-    Returns the new epoch, or None when the fence, the epoch or the lease said no."""
+    """Give (shard) to `coreapp` with epoch+1 once the previous lease has expired, whoever it
+    names: a row that names nobody can still carry a live lease (a renewal that a resize let
+    through, before it took the row lock). Returns the new epoch, or None when the fence, the
+    epoch or the lease said no."""
     async with conn.transaction():
         row = await (await conn.execute(
             "UPDATE shard_map SET coreapp = %(coreapp)s, epoch = epoch + 1, master_term = %(term)s, "
             "since = now(), lease_until = now() + make_interval(secs => %(ttl)s), revoked = false, "
             "reason = %(reason)s "
             "WHERE shard = %(shard)s AND epoch = %(epoch)s "
-            f"  AND (coreapp IS NULL OR lease_until <= now()) AND {_FENCE} "
+            f"  AND lease_until <= now() AND {_FENCE} "
             "RETURNING epoch, (SELECT coreapp FROM shard_map WHERE shard = %(shard)s)",
             {"shard": shard, "epoch": epoch, "coreapp": coreapp, "ttl": lease_ttl, "term": term,
              "holder": holder, "reason": reason})).fetchone()
@@ -105,6 +107,10 @@ async def resize(conn: AsyncConnection, count: int, term: int, holder: str) -> b
     unsent message (queued or claimed) onto its new shard. Fenced; all or nothing."""
     async with conn.transaction():
         fenced = await (await conn.execute(f"SELECT {_FENCE}", {"term": term, "holder": holder})).fetchone()
+        # Locked before the check: a renewal in flight either committed first (its live lease
+        # makes the map busy) or waits and then matches no row (the epoch moves on below).
+        # Checked without the lock, a renewal committing in between left a live lease behind.
+        await conn.execute("SELECT shard FROM shard_map ORDER BY shard FOR UPDATE")
         busy = await (await conn.execute(
             "SELECT count(*) FROM shard_map WHERE coreapp IS NOT NULL AND lease_until > now()")).fetchone()
         if not fenced[0] or busy[0]:

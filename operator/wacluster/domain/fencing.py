@@ -43,6 +43,12 @@ class ShardLease:
         with a shorter ttl also shortened `lease_until` in the database."""
         self.deadline = sent_at + self.ttl * (1 - MARGIN)
 
+    def in_doubt(self, sent_at: float) -> None:
+        """A renewal sent at `sent_at` with the current ttl failed without an answer: it may have
+        committed (and shortened `lease_until` to the new ttl) or not (the last confirmed lease
+        stands). Serve no longer than the shorter of the two allows."""
+        self.deadline = min(self.deadline, sent_at + self.ttl * (1 - MARGIN))
+
     def valid(self, now: float) -> bool:
         return now < self.deadline
 

@@ -73,10 +73,12 @@ class Ownership:
                                  on_status=c.statuses.record)
             link = opened  # closed below unless a session takes it
             try:
-                await link.open()
+                # Bounded by the lease: a handshake still running when the lease ends could
+                # reach the gateway after a successor connected.
+                await asyncio.wait_for(link.open(), timeout=max(0.0, lease.remaining(time.monotonic())))
             except Exception as exc:  # whatever the gateway answers, a standby stays a standby
-                link = None
-                return self._back_to_standby(f"could not connect shard {shard} to the gateway: {exc}")
+                reason = "the lease ran out first" if isinstance(exc, asyncio.TimeoutError) else exc
+                return self._back_to_standby(f"could not connect shard {shard} to the gateway: {reason}")
             if not lease.valid(time.monotonic()):
                 return self._back_to_standby(f"took too long to connect shard {shard}; giving it back")
             async with c.pool.connection() as conn:
@@ -170,6 +172,8 @@ class Ownership:
                 await self.fence("the master revoked its shard")
             elif still_ours:
                 lease.confirmed(sent)
+            else:
+                lease.in_doubt(sent)
             self.renew_now.clear()
             try:
                 await asyncio.wait_for(self.renew_now.wait(), timeout=lease.renew_every)
