@@ -34,6 +34,19 @@ MODES = {
 SCENARIOS = ["coreapp_sigkill", "coreapp_sigterm", "master_sigkill", "master_sigterm"]
 
 
+def ready_standbys(cluster, fresh_s: float) -> int:
+    """Coreapps a planned handoff or a failover can promote right now: registered, not stopping,
+    owning no shard, and answered a master's heartbeat within `fresh_s` (domain/ha.py's rule).
+    A Deployment keeps its replicas up; a run that starts before the replacement of the last
+    run's victim is up measures how long a Python process takes to start, not the handoff."""
+    rows = cluster.query(
+        "SELECT count(DISTINCT n.name) FROM nodes n JOIN heartbeats h ON h.coreapp = n.name "
+        "WHERE n.role = 'coreapp' AND NOT n.stopping "
+        "AND n.name NOT IN (SELECT coreapp FROM shard_map WHERE coreapp IS NOT NULL) "
+        "AND h.last_ok_at > now() - make_interval(secs => %s)", (fresh_s,))
+    return rows[0][0]
+
+
 class Load:
     """One closed-loop sender through the webapp; remembers when each message was accepted."""
 
@@ -77,6 +90,7 @@ def run_mode(bench: Bench, mode: str, runs: int, workdir: Path, scenarios: list[
     api = start_cluster(cluster, masters=config["masters"], coreapps=3, settings=config["settings"])
     load = Load(api).start()
     results: dict[str, list[float]] = {s: [] for s in scenarios}
+    fresh = 1.5 * config["settings"]["heartbeat_interval"] + 0.25  # domain/ha.py healthy_standbys
     spares = iter(range(4, 1000))
     try:
         for scenario in scenarios:
@@ -86,6 +100,7 @@ def run_mode(bench: Bench, mode: str, runs: int, workdir: Path, scenarios: list[
                 time.sleep(1.0)
                 if scenario.startswith("coreapp"):
                     owner = eventually(lambda: cluster.shard_owners()[0][0], 120, what="a shard owner")
+                    eventually(lambda: ready_standbys(cluster, fresh) >= 2, 120, what="two standbys answering heartbeats")
                     sig = signal.SIGKILL if scenario.endswith("sigkill") else signal.SIGTERM
                     fault_at = time.monotonic()
                     cluster.roles[owner].signal(sig)
