@@ -10,7 +10,8 @@ from wacluster import __version__
 from wacluster.api import rest
 
 MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
-          rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse]
+          rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse,
+          rest.ContactsRequest, rest.ContactsResponse]
 
 
 def _ref(model) -> dict[str, str]:
@@ -77,6 +78,8 @@ def openapi_document() -> dict[str, Any]:
                                         **_errors(400, 401)}}},
             "/v1/messages": {"post": _op("Send a message", "201", rest.MessagesResponse, body=rest.OutgoingMessage,
                                          errors=(400, 401, 503))},
+            "/v1/contacts": {"post": _op("Check which numbers are on WhatsApp (cached 7 days)", "200",
+                                         rest.ContactsResponse, body=rest.ContactsRequest)},
             "/v1/media": {"post": {**_op("Upload media", "201", rest.MediaResponse, errors=(400, 401, 413, 415)),
                                    "requestBody": {"required": True, **binary}}},
             "/v1/media/{media_id}": {"get": {**_op("Download media", "200", errors=(401, 404)),

@@ -118,6 +118,16 @@ MIGRATIONS: list[Migration] = [
     Migration(4, 3, """
     ALTER TABLE schema_version ADD COLUMN roles_from int;
     """),
+    # The contacts cache of POST /v1/contacts (db/contacts.py): each number's last check, by its
+    # digits. Expand: a new table older roles never read.
+    Migration(8, 3, """
+    CREATE TABLE contacts (
+        number text PRIMARY KEY,
+        status text NOT NULL CHECK (status IN ('valid', 'invalid')),
+        wa_id text,
+        checked_at timestamptz NOT NULL DEFAULT now()
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -21,7 +21,30 @@ DEFAULTS: dict[str, Any] = {
     "renew_deadline": 10.0,
     "retry_period": 2.0,
     "webhook_url": None,
+    # The on-premises application settings, at the defaults its reference documents. Webhook
+    # retries read the two backoff keys; the others are stored and returned.
+    "callback_persist": True,
+    "callback_backoff_delay_ms": 3000,
+    "max_callback_backoff_delay_ms": 900000,
+    "on_call_pager": None,
+    "pass_through": False,
+    "sent_status": False,
+    "media": {"auto_download": []},
+    "webhook_max_concurrent_requests": 6,
+    "webhook_message": {"sent": True, "delivered": True, "read": True},
+    "notify_user_change_number": False,
+    "show_security_notifications": False,
+    "db_garbagecollector_enable": True,
+    "garbagecollector_enable": {"media": True, "messages": True},
+    "skip_referral_media_download": False,
+    "axolotl_context_striping_disabled": False,
+    "webhook_payload_conversation_pricingmodel_disabled": False,
 }
+# What GET /v1/settings/application shows under its on-premises name (webhooks is nested).
+ONPREM_KEYS = ("callback_persist", "callback_backoff_delay_ms", "max_callback_backoff_delay_ms", "on_call_pager",
+               "pass_through", "sent_status", "media", "notify_user_change_number", "show_security_notifications",
+               "db_garbagecollector_enable", "garbagecollector_enable", "skip_referral_media_download",
+               "axolotl_context_striping_disabled", "webhook_payload_conversation_pricingmodel_disabled")
 
 
 async def read_all(conn: AsyncConnection) -> dict[str, Any]:

@@ -12,6 +12,8 @@ Cloud API has no id check, so there the recipient would have seen it twice.
 A live connection may ask which of a list of ids were already delivered (`query` → `known`),
 so a client that takes over a shard resends only what its predecessor did not send. An answer
 (`ack`, `known`) echoes the `ref` of its request when the request carried one.
+Deliveries keep each message's type and body, whatever the type. POST /v1/contacts answers which
+numbers are on WhatsApp (all but those ending in 0000, `has_whatsapp`).
 Everything is deterministic and inspectable at GET /inspect.
 
 Faults for tests (POST /faults), the network failures the real service's clients must survive:
@@ -74,6 +76,7 @@ class GatewayState:
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     send_attempts: dict[str, int] = field(default_factory=dict)
+    contact_checks: int = 0  # numbers asked about on /v1/contacts (a cached answer asks nothing)
     stale_sends: list[dict[str, Any]] = field(default_factory=list)
     replacements: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
@@ -94,6 +97,7 @@ class GatewayState:
             "bans": len(self.bans),
             "resets": len(self.faults.resets),
             "swallowed": len(self.faults.swallowed),
+            "contact_checks": self.contact_checks,
             "connections": {f"{a}/{s}": {"node": c.node, "epoch": c.epoch}
                             for (a, s), c in sorted(self.live.items())},
         }
@@ -215,7 +219,7 @@ class Gateway:
         for item in half:
             if item["id"] not in self.state.deliveries:
                 self.state.deliveries[item["id"]] = {"id": item["id"], "to": item.get("to"), "shard": shard,
-                                                     "epoch": epoch, "node": node, "at": now}
+                                                     "epoch": epoch, "node": node, "at": now, **_content(item)}
         faults.resets.append({"ids": ids, "delivered": [i["id"] for i in half], "shard": shard, "node": node,
                               "epoch": epoch})
         log.warning("FAULT: delivered %d of %d message(s) from %s on shard %d, then reset the connection",
@@ -256,7 +260,7 @@ class Gateway:
         for item in message.get("messages", []):
             if item["id"] not in self.state.deliveries:  # a repeat was counted as a duplicate on arrival
                 self.state.deliveries[item["id"]] = {"id": item["id"], "to": item.get("to"), "shard": shard,
-                                                     "epoch": epoch, "node": node, "at": now}
+                                                     "epoch": epoch, "node": node, "at": now, **_content(item)}
             acked.append(item["id"])
         if self.state.faults.ack_delay > 0:
             await asyncio.sleep(self.state.faults.ack_delay)  # the injected slow ack
@@ -277,6 +281,14 @@ class Gateway:
             return web.json_response({"error": "wrong registration code"}, status=400)
         return web.json_response({"phone": phone, "verified": True})
 
+    async def contacts(self, request: web.Request) -> web.Response:
+        """Which numbers (digits) are on WhatsApp, by `has_whatsapp`; wa_id is the number."""
+        numbers = [str(n) for n in (await request.json()).get("contacts", [])]
+        self.state.contact_checks += len(numbers)
+        return web.json_response({"contacts": [
+            {"number": n, "status": "valid", "wa_id": n} if has_whatsapp(n) else {"number": n, "status": "invalid"}
+            for n in numbers]})
+
     async def inspect(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.summary())
 
@@ -292,10 +304,23 @@ class Gateway:
         app.router.add_get("/connect", self.connect)
         app.router.add_post("/v1/register", self.register)
         app.router.add_post("/v1/verify", self.verify)
+        app.router.add_post("/v1/contacts", self.contacts)
         app.router.add_get("/inspect", self.inspect)
         app.router.add_get("/inspect/deliveries", self.inspect_deliveries)
         app.router.add_post("/faults", self.faults)
         return app
+
+
+def _content(item: dict) -> dict:
+    """What a delivery records of the message itself: its type and body, as the webapp stored
+    them (any type: the sandbox checks nothing the webapp did not)."""
+    body = item.get("body") if isinstance(item.get("body"), dict) else {}
+    return {"type": body.get("type", "text"), "body": body}
+
+
+def has_whatsapp(number: str) -> bool:
+    """The sandbox's contact rule: every number is on WhatsApp except those ending in 0000."""
+    return not number.endswith("0000")
 
 
 def _ref(request: dict) -> dict:

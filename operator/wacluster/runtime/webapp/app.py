@@ -19,9 +19,11 @@ from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.webapp.auth import Auth
+from wacluster.runtime.webapp.contacts import ContactChecks
 from wacluster.runtime.webapp.errors import DATABASE_WAIT, error_middleware
 from wacluster.runtime.webapp.handlers import Handlers
 from wacluster.runtime.webapp.media import Media
+from wacluster.runtime.webapp.meta import meta_middleware
 from wacluster.api.openapi import openapi_document
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 from wacluster.runtime.webapp.tls import reload_on_change, tls_context
@@ -47,8 +49,8 @@ async def metrics_middleware(request: web.Request, handler):
     return response
 
 
-def build_app(handlers: Handlers, auth: Auth, media: Media) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth.middleware()],
+def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChecks) -> web.Application:
+    app = web.Application(middlewares=[metrics_middleware, meta_middleware, error_middleware, auth.middleware()],
                           client_max_size=MAX_BODY)
     routes = [
         ("POST", "/v1/users/login", auth.login),
@@ -59,6 +61,7 @@ def build_app(handlers: Handlers, auth: Auth, media: Media) -> web.Application:
         ("GET", "/v1/settings/application", handlers.get_settings),
         ("PATCH", "/v1/settings/application", handlers.patch_settings),
         ("POST", "/v1/messages", handlers.send_message),
+        ("POST", "/v1/contacts", contacts.check),
         ("POST", "/v1/media", media.upload),
         ("GET", "/v1/media/{media_id}", media.download),
     ]
@@ -106,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
             limit=64, resolver=AllowedDestinationsResolver(allowed)))
         cache = ShardMapCache(pool)
         handlers = Handlers(pool, cache, Router(cache, session), session, gateway_url(), allowed)
+        contacts = ContactChecks(pool, session, gateway_url())
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
-                        Media(pool, Path(args.media_dir), args.media_max_bytes))
+                        Media(pool, Path(args.media_dir), args.media_max_bytes), contacts)
         stop = asyncio.Event()
         install_stop_signals(stop)
         supervisor = Supervisor(log)
         supervisor.add("shard-map", cache.run, Policy.RESTART)
         supervisor.add("shard-map-listener", cache.listener.run, Policy.RESTART)
+        supervisor.add("contact-checks", contacts.run, Policy.RESTART)
         supervisor.add("webhooks", WebhookDispatcher(pool, webhook_session, signing_key, allowed).run, Policy.RESTART)
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))

@@ -106,28 +106,41 @@ class Handlers:
     async def get_settings(self, request: web.Request) -> web.Response:
         async with self.pool.connection() as conn:
             values = await settings_db.read_all(conn)
-        return web.json_response({"settings": {"application": _application_view(values)}})
+            phone = await account_db.registered_phone(conn)
+        return web.json_response({"settings": {"application": _application_view(values, phone)}})
 
     async def patch_settings(self, request: web.Request) -> web.Response:
         body = await parse(request, ApplicationSettings)
-        changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True).items()
-                                   if k != "webhooks" and v is not None}
-        if body.webhooks is not None:
-            if body.webhooks.url:
+        # Fields sent as null change nothing (as fields left out), except webhooks.url: null clears it.
+        changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True, exclude_none=True).items()
+                                   if k not in ("webhooks", "garbagecollector_enable")}
+        webhooks = body.webhooks
+        if webhooks is not None and "url" in webhooks.model_fields_set:
+            if webhooks.url:
                 try:  # an address inside the cluster is refused now; a name when it is resolved
-                    check_literal_host(body.webhooks.url.host or "", self.webhook_allowed)
+                    check_literal_host(webhooks.url.host or "", self.webhook_allowed)
                 except DestinationRefused as refused:
                     raise ApiError("bad_request", f"webhooks.url: {refused}")
-            changes["webhook_url"] = str(body.webhooks.url) if body.webhooks.url else None
+            changes["webhook_url"] = str(webhooks.url) if webhooks.url else None
+        if webhooks is not None and webhooks.max_concurrent_requests is not None:
+            changes["webhook_max_concurrent_requests"] = webhooks.max_concurrent_requests
         async with self.pool.connection() as conn:
             current = await settings_db.read_all(conn)
+            # Partial objects update only the members they name.
+            if webhooks is not None and webhooks.message is not None:
+                changes["webhook_message"] = {**current["webhook_message"],
+                                              **webhooks.message.model_dump(exclude_none=True)}
+            if body.garbagecollector_enable is not None:
+                changes["garbagecollector_enable"] = {**current["garbagecollector_enable"],
+                                                      **body.garbagecollector_enable.model_dump(exclude_none=True)}
             merged = {**current, **changes}
             if float(merged["unhealthy_interval"]) < 2 * float(merged["heartbeat_interval"]):
                 raise ApiError("bad_request", "unhealthy_interval must be at least twice heartbeat_interval")
             if float(merged["db_unhealthy_after"]) <= float(merged["db_heartbeat_interval"]):
                 raise ApiError("bad_request", "db_unhealthy_after must be greater than db_heartbeat_interval")
             await settings_db.write(conn, changes)
-        return web.json_response({"settings": {"application": _application_view(merged)}})
+            phone = await account_db.registered_phone(conn)
+        return web.json_response({"settings": {"application": _application_view(merged, phone)}})
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -151,10 +164,15 @@ class Handlers:
                        headers={"Retry-After": "2"})
 
 
-def _application_view(values: dict[str, Any]) -> dict[str, Any]:
+def _application_view(values: dict[str, Any], phone: str | None) -> dict[str, Any]:
+    """The on-premises application settings, wacluster's database heartbeat and the shard count."""
     view = {k: values[k] for k in ("heartbeat_interval", "unhealthy_interval", "db_heartbeat_interval",
-                                   "db_unhealthy_after")}
-    view["webhooks"] = {"url": values.get("webhook_url")}
+                                   "db_unhealthy_after", *settings_db.ONPREM_KEYS)}
+    view["webhooks"] = {"url": values.get("webhook_url"),
+                        "max_concurrent_requests": values["webhook_max_concurrent_requests"],
+                        "message": values["webhook_message"]}
     view["shards"] = values.get("shards")
+    if phone:
+        view["wa_id"] = phone.lstrip("+")
     return view
 
