@@ -246,7 +246,8 @@ class Gateway:
         current = self.state.live.get((account, shard))
         if current is None or current.ws is not ws:
             for item in message.get("messages", []):
-                self.state.stale_sends.append({"id": item.get("id"), "shard": shard, "node": node, "epoch": epoch})
+                self.state.stale_sends.append({"id": item.get("id"), "shard": shard, "node": node, "epoch": epoch,
+                                               "at": time.time()})
             await ws.send_json({"type": "error", "error": "replaced"})
             return
         if kind == "query":

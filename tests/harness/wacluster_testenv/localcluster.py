@@ -20,6 +20,7 @@ import psycopg
 from wacluster.api.interprocess import CHANNEL, Env, NotifyKind
 from wacluster.api.interprocess import Role as ProcessRole
 from wacluster_testenv.eventually import eventually
+from wacluster_testenv.faults import NetworkFaults
 from wacluster_testenv.leasewatch import LeaseWatch
 from wacluster_testenv.processes import free_port
 
@@ -80,6 +81,9 @@ class LocalCluster:
     roles: dict[str, Role] = field(default_factory=dict)
     gateway_port: int = 0
     phone: str = "+15550001111"
+    # When set, masters, coreapps and webapps start in cgroups of their own, so the network
+    # faults of wacluster_testenv.faults can cut one of them off (the chaos benchmark does).
+    network: NetworkFaults | None = None
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -123,7 +127,7 @@ class LocalCluster:
 
     def start_master(self, name: str, env: dict[str, str] | None = None) -> Role:
         argv = [sys.executable, "-m", "wacluster", ProcessRole.MASTER, "--metrics-port", "0"]
-        role = Role(name, "master", argv, self._env(name, env), self.workdir / f"{name}.log").start()
+        role = Role(name, "master", self._launch(argv, "master", name), self._env(name, env), self.workdir / f"{name}.log").start()
         self.roles[name] = role
         return role
 
@@ -132,9 +136,12 @@ class LocalCluster:
         port = free_port()
         argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0",
                 *args]
-        role = Role(name, "coreapp", argv, self._env(name), self.workdir / f"{name}.log", port).start()
+        role = Role(name, "coreapp", self._launch(argv, "coreapp", name), self._env(name), self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         return role
+
+    def _launch(self, argv: list[str], kind: str, name: str) -> list[str]:
+        return self.network.wrap(argv, kind, name) if self.network is not None else argv
 
     def _wait_http(self, url: str, timeout: float = 60) -> None:
         context = ssl._create_unverified_context()  # our own self-signed test certificate
@@ -159,7 +166,7 @@ class LocalCluster:
             argv += ["--media-max-bytes", str(media_max_bytes)]
         if plain_http:
             argv.append("--plain-http")
-        role = Role(name, "webapp", argv, self._env(name, {
+        role = Role(name, "webapp", self._launch(argv, "webapp", name), self._env(name, {
             Env.ADMIN_PASSWORD: password, Env.WEBHOOK_SIGNING_KEY: WEBHOOK_SIGNING_KEY,
             # The tests' webhook receivers listen on loopback, which a cluster refuses by default.
             Env.WEBHOOK_ALLOWED_NETWORKS: webhook_allowed_networks}),
@@ -207,6 +214,12 @@ class LocalCluster:
             [_kubectl(), f"--kubeconfig={self.kubeconfig}", "get", "lease", self.lease_name, "-n", self.namespace,
              "-o", "jsonpath={.spec.holderIdentity}"], capture_output=True, text=True)
         return out.stdout.strip() or None
+
+    def delete_lease(self) -> None:
+        """Delete the masters' Lease, as a hand, a namespace deletion or a new cluster would."""
+        subprocess.run([_kubectl(), f"--kubeconfig={self.kubeconfig}", "delete", "lease", self.lease_name,
+                        "-n", self.namespace, "--ignore-not-found", "--wait=false"],
+                       capture_output=True, text=True, timeout=30, check=True)
 
     def watch_lease(self) -> LeaseWatch:
         """Every state of the master Lease from now on (start it once the Lease exists)."""
