@@ -7,7 +7,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from wacluster import __version__
-from wacluster.api import rest
+from wacluster.api import idempotency, rest
 
 MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
           rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse,
@@ -44,6 +44,19 @@ def _op(summary: str, ok: str, ok_model=None, body=None, errors=(400, 401), secu
     return op
 
 
+IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_LENGTH},
+    "description": (
+        "Optional (IETF httpapi draft \"The Idempotency-Key HTTP Header Field\"): a unique value per "
+        "message, e.g. a UUID, bare or quoted; visible ASCII, at most 255 characters. A retry with the same "
+        "key and the same body gets the first answer (201, the same message id) and sends nothing again; "
+        "the same key with another body is 422 (code 1100); while the first request is still undecided, "
+        "409 (code 1101, Retry-After). A request answered 503 sent nothing and frees its key. A key is "
+        "remembered as long as its message is stored; keys are per cluster (one account)."),
+}
+
+
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
     health = {"type": "object", "properties": {"health": {"type": "object", "additionalProperties": {"type": "object"}}}}
@@ -76,8 +89,9 @@ def openapi_document() -> dict[str, Any]:
                           "responses": {"200": {"description": "settings",
                                                 "content": {"application/json": {"schema": settings}}},
                                         **_errors(400, 401)}}},
-            "/v1/messages": {"post": _op("Send a message", "201", rest.MessagesResponse, body=rest.OutgoingMessage,
-                                         errors=(400, 401, 503))},
+            "/v1/messages": {"post": {**_op("Send a message", "201", rest.MessagesResponse, body=rest.OutgoingMessage,
+                                            errors=(400, 401, 409, 422, 503)),
+                                      "parameters": [IDEMPOTENCY_KEY]}},
             "/v1/contacts": {"post": _op("Check which numbers are on WhatsApp (cached 7 days)", "200",
                                          rest.ContactsResponse, body=rest.ContactsRequest)},
             "/v1/media": {"post": {**_op("Upload media", "201", rest.MediaResponse, errors=(400, 401, 413, 415)),

@@ -10,6 +10,14 @@ SHARE meanwhile), so a coreapp never sends a message of another shard, a message
 exist, or one that another owner claimed since. A claim left behind by an ended session (fenced,
 killed, failed over) is taken over by the shard's current owner, which asks the gateway before
 sending it again.
+
+A row may hold the client's `Idempotency-Key` (api/idempotency.py) and the fingerprint of its
+request; no two rows that are not `cancelled` hold one key (a partial unique index, schema 5).
+The key follows the row: stored with it (`queued`: its request may still be answered 503, so a
+repeat is told to wait, 409), bound to it for good once claimed (`claimed`, `delivered`: it is or
+will be sent, and a repeat gets the same id, 201), and free again once withdrawn (`cancelled`:
+never sent, its request was answered 503, and a retry stores a new row under the same key). A
+key lives as long as its row.
 """
 
 from __future__ import annotations
@@ -23,11 +31,27 @@ from psycopg.types.json import Jsonb
 
 
 @dataclass(frozen=True)
+class Idempotency:
+    key: str
+    fingerprint: bytes  # of the request that stored the row
+
+
+@dataclass(frozen=True)
 class Message:
     id: str
     recipient: str
     shard: int
     body: dict[str, Any]
+    idempotency: Idempotency | None = None
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """The row already holding an idempotency key."""
+
+    id: str
+    fingerprint: bytes
+    status: str
 
 
 @dataclass(frozen=True)
@@ -58,14 +82,38 @@ async def insert(conn: AsyncConnection, message: Message, route_hash: int) -> No
         (message.id, message.recipient, route_hash, message.shard, Jsonb(message.body)))
 
 
-async def insert_many(conn: AsyncConnection, rows: list[tuple[Message, int]]) -> None:
-    """One statement for a batch: five arrays unnested into rows. Cheaper in CPU on both sides
-    than a pipelined executemany (one Bind/Execute per row), and atomic: all rows or none."""
-    await conn.execute(
-        "INSERT INTO messages (id, recipient, route_hash, shard, body) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::jsonb[])",
-        ([m.id for m, _ in rows], [m.recipient for m, _ in rows], [h for _, h in rows],
-         [m.shard for m, _ in rows], [Jsonb(m.body) for m, _ in rows]))
+async def insert_many(conn: AsyncConnection, rows: list[tuple[Message, int]]) -> dict[str, KeyHolder]:
+    """One statement for a batch: arrays unnested into rows. Cheaper in CPU on both sides than a
+    pipelined executemany (one Bind/Execute per row), and atomic: all rows or none.
+
+    Messages with an idempotency key (distinct within the batch) are stored only where no other
+    row holds their key; the answer maps each key that was already held to its holder, in the
+    same statement, so two webapps storing one key at once cannot both succeed. A batch without
+    keys runs the plain INSERT and costs nothing more."""
+    columns = ([m.id for m, _ in rows], [m.recipient for m, _ in rows], [h for _, h in rows],
+               [m.shard for m, _ in rows], [Jsonb(m.body) for m, _ in rows])
+    if not any(m.idempotency for m, _ in rows):
+        await conn.execute(
+            "INSERT INTO messages (id, recipient, route_hash, shard, body) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::jsonb[])", columns)
+        return {}
+    # DO UPDATE (a no-op) rather than DO NOTHING: it locks and returns the holder even when the
+    # holder was committed after this statement's snapshot (a concurrent duplicate), which a
+    # separate SELECT would not see; and if the holder is withdrawn meanwhile, PostgreSQL retries
+    # the insert, which then takes the freed key.
+    stored = await (await conn.execute(
+        "WITH stored AS ("
+        " INSERT INTO messages (id, recipient, route_hash, shard, body, idempotency_key, request_fingerprint) "
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::jsonb[], %s::text[], %s::bytea[]) "
+        " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL AND status <> 'cancelled' "
+        " DO UPDATE SET idempotency_key = messages.idempotency_key "
+        " RETURNING id, idempotency_key, request_fingerprint, status) "
+        "SELECT id, idempotency_key, request_fingerprint, status FROM stored WHERE idempotency_key IS NOT NULL",
+        (*columns, [m.idempotency.key if m.idempotency else None for m, _ in rows],
+         [m.idempotency.fingerprint if m.idempotency else None for m, _ in rows]))).fetchall()
+    ours = {m.idempotency.key: m.id for m, _ in rows if m.idempotency}
+    return {key: KeyHolder(row_id, bytes(fp), status) for row_id, key, fp, status in stored
+            if ours[key] != row_id}
 
 
 async def queued(conn: AsyncConnection, shard: int, limit: int = 500) -> list[Message]:

@@ -118,6 +118,15 @@ MIGRATIONS: list[Migration] = [
     Migration(4, 3, """
     ALTER TABLE schema_version ADD COLUMN roles_from int;
     """),
+    # Idempotency-Key on POST /v1/messages (db/messages.py): the client's key and the request's
+    # fingerprint, stored with the message and so remembered as long as its row. Unique among the
+    # rows not withdrawn: a withdrawal (503, never sent) gives the key back for the retry. Expand:
+    # older roles never write the columns, and their rows (NULL key) are outside the index.
+    Migration(5, 3, """
+    ALTER TABLE messages ADD COLUMN idempotency_key text, ADD COLUMN request_fingerprint bytea;
+    CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND status <> 'cancelled';
+    """),
     # The contacts cache of POST /v1/contacts (db/contacts.py): each number's last check, by its
     # digits. Expand: a new table older roles never read.
     Migration(8, 3, """

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api import idempotency
 from wacluster.api.interprocess import Role
 from wacluster.api.rest import (
     AccountRequest, ApplicationSettings, OutgoingMessage, ShardsRequest, VerifyRequest,
@@ -17,13 +18,13 @@ from wacluster.db import account as account_db
 from wacluster.db import messages as messages_db
 from wacluster.db import nodes as nodes_db
 from wacluster.db import settings as settings_db
-from wacluster.db.messages import Message
+from wacluster.db.messages import Idempotency, KeyHolder, Message
 from wacluster.domain.health import NodeHealthInput, health
 from wacluster.domain.sharding import route_hash
 from wacluster.domain.webhook_destinations import Network
 from wacluster.runtime.webapp.destinations import DestinationRefused, check_literal_host
 from wacluster.runtime.webapp.errors import ApiError, parse
-from wacluster.runtime.webapp.batching import ShardBatcher
+from wacluster.runtime.webapp.batching import KeyTaken, ShardBatcher
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 
 REQUEST_DEADLINE = 10.0  # how long a send may wait for a failover before answering 503
@@ -145,6 +146,10 @@ class Handlers:
     # --- messages ------------------------------------------------------------------------------
 
     async def send_message(self, request: web.Request) -> web.Response:
+        try:
+            key = idempotency.parse_key(request.headers.getall(idempotency.HEADER, []))
+        except idempotency.InvalidKey as exc:
+            raise ApiError("bad_request", str(exc))
         body = await parse(request, OutgoingMessage)
         if not self.registered:
             async with self.pool.connection() as conn:
@@ -155,13 +160,34 @@ class Handlers:
         hashed = route_hash(body.to)
         shard = hashed % self.cache.shard_count
         content = body.model_dump(exclude_none=True)
-        if await self.batcher.submit(Message(message_id, body.to, shard, content), hashed):
+        idem = Idempotency(key, idempotency.fingerprint(content)) if key is not None else None
+        try:
+            accepted = await self.batcher.submit(Message(message_id, body.to, shard, content, idem), hashed)
+        except KeyTaken as taken:
+            return _repeated(idem, taken.holder)
+        if accepted:
             return web.json_response({"messages": [{"id": message_id}]}, status=201)
         async with self.pool.connection() as conn:
             if not await messages_db.cancel(conn, message_id):
                 return web.json_response({"messages": [{"id": message_id}]}, status=201)
         raise ApiError("not_ready", f"shard {shard} has no connected coreapp right now; retry shortly",
                        headers={"Retry-After": "2"})
+
+
+def _repeated(idem: Idempotency, holder: KeyHolder) -> web.Response:
+    """The answer to a request whose Idempotency-Key already stored a message (db/messages.py has
+    the key's life): another body is an error; the same one gets the first request's answer once
+    that is settled. While the holder is queued its request may still end in 503 (withdrawn, key
+    freed), so it is 409 and the client retries, rather than this request waiting here: the first
+    request may be in another webapp, or in one that died (then the owner's backlog scan claims
+    the row within seconds), and polling the row would hold a connection for up to its deadline."""
+    if holder.fingerprint != idem.fingerprint:
+        raise ApiError("key_reused", f"Idempotency-Key {idem.key!r} was already used for another request "
+                                     f"(message {holder.id}); send a new message with a new key")
+    if holder.status == "queued":
+        raise ApiError("key_in_flight", f"the request that first sent Idempotency-Key {idem.key!r} is still "
+                                        "in progress; retry it shortly", headers={"Retry-After": "1"})
+    return web.json_response({"messages": [{"id": holder.id}]}, status=201)
 
 
 def _application_view(values: dict[str, Any], phone: str | None) -> dict[str, Any]:
