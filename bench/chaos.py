@@ -112,9 +112,10 @@ def schedule(rng: random.Random, smoke: bool):
         yield rng.choice(list(FAULTS))
 
 
-def availability(senders: Senders, started: float, elapsed_s: int) -> tuple[float, float]:
-    """(availability, max downtime): per second, did every shard of the count in force accept a
-    message; the longest gap between two accepted messages of a shard while its count held."""
+def availability(senders: Senders, started: float, elapsed_s: int) -> tuple[float, float, dict | None]:
+    """(availability, max downtime, where): per second, did every shard of the count in force
+    accept a message; the longest gap between two accepted messages of a shard while its count
+    held, and when it began (seconds from the start) on which shard."""
     changes = senders.count_changes
 
     def count_at(t: float) -> int:
@@ -123,13 +124,15 @@ def availability(senders: Senders, started: float, elapsed_s: int) -> tuple[floa
     seen = {(int(t - started), n, k) for t, n, k, _ in senders.accepted}
     available = sum(1 for s in range(elapsed_s)
                     if all((s, count_at(started + s), k) in seen for k in range(count_at(started + s))))
-    max_gap = 0.0
+    max_gap, max_gap_at = 0.0, None
     periods = [(at, changes[i + 1][0] if i + 1 < len(changes) else float("inf"), n) for i, (at, n) in enumerate(changes)]
     for begin, end, n in periods:
         for shard in range(n):
             times = sorted(t for t, c, k, _ in senders.accepted if c == n and k == shard and begin <= t < end)
-            max_gap = max([max_gap, *(b - a for a, b in zip(times, times[1:]))])
-    return round(available / max(1, elapsed_s), 3), round(max_gap, 2)
+            for a, b in zip(times, times[1:]):
+                if b - a > max_gap:
+                    max_gap, max_gap_at = b - a, {"from_s": round(a - started, 1), "shard": shard, "shards": n}
+    return round(available / max(1, elapsed_s), 3), round(max_gap, 2), max_gap_at
 
 
 def by_fault(done: list[dict], problems: dict[str, list[float]]) -> dict:
@@ -208,7 +211,7 @@ def main() -> None:
     accepted_ids = {i for _, _, _, i in accepted}
     lost = [(t, i) for t, _, _, i in accepted if i not in delivered]
     failed_but_delivered = [row[0] for row in failed_rows if row[0] in delivered]
-    avail, max_gap = availability(senders, started, elapsed_s)
+    avail, max_gap, max_gap_at = availability(senders, started, elapsed_s)
     problems = {"lost": [t for t, _ in lost], "duplicated": [d["at"] for d in report["duplicates"]],
                 "conflicts": [c["at"] for c in report["conflicts"]], "bans": [b["at"] for b in report["bans"]],
                 "stale_sends": [s["at"] for s in report["stale_sends"]]}
@@ -226,7 +229,7 @@ def main() -> None:
         "failed_at_client_but_delivered": len(failed_but_delivered),
         "lost_ids": [i for _, i in lost][:20], "duplicated_ids": [d["id"] for d in report["duplicates"]][:20],
         "network_faults": unavailable or "iptables on cgroup v2",
-        "max_downtime_s": max_gap, "availability": avail, "workdir": str(workdir),
+        "max_downtime_s": max_gap, "max_downtime_at": max_gap_at, "availability": avail, "workdir": str(workdir),
         "settings": settings,
     })
 

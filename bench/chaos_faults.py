@@ -202,9 +202,11 @@ def lose_coreapp_replies(run: Run, record: dict) -> None:
 # --- the masters' authority --------------------------------------------------------------------
 
 def stop_primary_mid_promotion(run: Run, record: dict) -> None:
-    """Kill a shard owner, and SIGSTOP the primary master at the first sign of its promotion
-    (the shard revoked or given a new epoch, polled every 2 ms); keep it stopped for longer
-    than the master Lease, then resume it."""
+    """Kill a shard owner, and SIGSTOP the primary master as soon as the shard may be moved (its
+    lease expired, or it was revoked or already given a new epoch; polled every 2 ms): the
+    primary is then between reading a world in which the shard needs a new owner and writing the
+    promotion, or just past it. Keep it stopped for longer than the master Lease, then resume it:
+    whatever it was about to write must be fenced off by its successor's term."""
     primary = run.cluster.primary_master()
     picked = run.shard_owner()
     if primary not in run.cluster.roles or not run.cluster.roles[primary].alive or picked is None:
@@ -216,15 +218,16 @@ def stop_primary_mid_promotion(run: Run, record: dict) -> None:
     record.update(target=primary, shard=shard, owner=owner.name, epoch=epoch)
     stopped_for = float(run.settings["lease_duration"]) + 3.0
     with psycopg.connect(run.cluster.dsn, autocommit=True) as conn:
+        term_before = conn.execute("SELECT term FROM master_term WHERE id = 1").fetchone()[0]
         run.kill(owner)
         killed = time.time()
         seen = None
         while time.time() - killed < 30:
-            revoked, now_epoch = conn.execute("SELECT revoked, epoch FROM shard_map WHERE shard = %s",
-                                              (shard,)).fetchone()
-            if revoked or now_epoch != epoch:
+            revoked, expired, now_epoch = conn.execute(
+                "SELECT revoked, lease_until <= now(), epoch FROM shard_map WHERE shard = %s", (shard,)).fetchone()
+            if revoked or expired or now_epoch != epoch:
                 master.signal(signal.SIGSTOP)
-                seen = "revoked" if now_epoch == epoch else "promoted"
+                seen = "promoted" if now_epoch != epoch else ("revoked" if revoked else "lease expired")
                 break
             time.sleep(0.002)
         if seen is None:
@@ -232,15 +235,20 @@ def stop_primary_mid_promotion(run: Run, record: dict) -> None:
             return
         stopped = time.time()
         run.paused.append(master)
-        db_now, = conn.execute("SELECT now()").fetchone()
-        promotion = conn.execute("SELECT at, to_coreapp FROM failovers WHERE shard = %s AND epoch = %s",
-                                 (shard, epoch + 1)).fetchone()
-    record.update(trigger=seen, stopped_after_kill_s=round(stopped - killed, 3), stopped_for_s=stopped_for)
+        db_stopped, = conn.execute("SELECT now()").fetchone()
+        record.update(trigger=seen, stopped_after_kill_s=round(stopped - killed, 3), stopped_for_s=stopped_for)
+        record["new_owner_after_s"] = run.new_owner_within(shard, epoch, stopped_for)
+        run.wait(max(0.0, stopped_for - (time.time() - stopped)))
+        run.resume_paused()
+        promotion = conn.execute(
+            "SELECT f.at, s.master_term FROM failovers f JOIN shard_map s ON s.shard = f.shard "
+            "WHERE f.shard = %s AND f.epoch = %s", (shard, epoch + 1)).fetchone()
     if promotion is not None:
-        record["stopped_after_promotion_commit_s"] = round((db_now - promotion[0]).total_seconds(), 3)
-    record["new_owner_after_s"] = run.new_owner_within(shard, epoch, stopped_for)
-    run.wait(max(0.0, stopped_for - (time.time() - stopped)))
-    run.resume_paused()
+        # failovers.at is the promoting transaction's start (database time).
+        before = (db_stopped - promotion[0]).total_seconds()
+        record["promotion_vs_stop_s"] = round(-before, 3)
+        record["promoted_by"] = (f"the stopped primary (term {term_before})" if before >= 0
+                                 else f"its successor (the shard's term is now {promotion[1]})")
 
 
 def delete_master_lease(run: Run, record: dict) -> None:

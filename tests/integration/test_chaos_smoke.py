@@ -1,5 +1,6 @@
-"""A short seeded chaos run (kills, pauses, database and webapp restarts under load): the safety
-invariants hold. Timing is reported by the benchmark, never asserted here."""
+"""A short seeded chaos run (kills, pauses, database and webapp restarts, gateway resets, the webapp
+killed with requests in flight, under load): the safety invariants hold. Timing is reported by
+the benchmark, never asserted here."""
 
 from __future__ import annotations
 
@@ -25,4 +26,8 @@ def test_chaos_smoke_loses_duplicates_and_conflicts_nothing(kubeconfig, tmp_path
     assert report["faults"] >= 4 and report["accepted"] > 100
     assert report["lost"] == 0 and report["duplicated"] == 0
     assert report["conflicts"] == 0 and report["bans"] == 0 and report["stale_sends"] == 0
+    # Every fault is counted by kind, and a request the client never got an answer to is counted
+    # apart (it may have been delivered: not a duplicate, the client never learnt its id).
+    assert sum(report["faults_by_kind"].values()) == report["faults"]
+    assert 0 <= report["failed_at_client_but_delivered"] <= report["failed_at_client"]
     assert json.loads((tmp_path / "chaos.json").read_text())["seed"] == 11  # not bench/results
