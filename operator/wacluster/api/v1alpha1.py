@@ -215,6 +215,24 @@ class WebhooksSpec(ApiModel):
                                      "pattern": r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$"}})
 
 
+class RetentionSpec(ApiModel):
+    """How long settled data is kept; older rows (and media files) are pruned in small batches by
+    the primary master and one webapp. Unsettled data (queued or claimed messages, webhook events
+    still being retried) is never pruned, whatever its age. 0 keeps a kind of data forever."""
+
+    # 30 days: a month to answer "was it delivered?", and idempotency keys (kept with their
+    # message) remembered far beyond any client's retry window.
+    messages_days: int = Field(30, ge=0, le=3650,
+                               description="Days delivered and cancelled messages are kept (from when they were sent).")
+    # 7 days: a dead letter stays replayable for a week after the receiver gave up on it.
+    webhook_events_days: int = Field(7, ge=0, le=3650,
+                                     description="Days delivered and dead webhook events are kept (from delivery or death).")
+    # 90 days: the promotion history is small and a quarter of it answers post-mortems and trends.
+    failovers_days: int = Field(90, ge=0, le=3650, description="Days the shard promotion history is kept.")
+    # 30 days: what the on-premises client kept uploaded media for.
+    media_days: int = Field(30, ge=0, le=3650, description="Days uploaded media files and their records are kept.")
+
+
 class NetworkPolicySpec(ApiModel):
     """NetworkPolicies the operator keeps per cluster: into each role only what must reach it
     (coreapps: masters and webapps; the database: the cluster's roles; the sandbox: coreapps).
@@ -247,6 +265,8 @@ class WhatsAppClusterSpec(ApiModel):
     api: ApiSpec = Field(default_factory=ApiSpec, description="Exposure and credentials of the REST API.")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="The WhatsApp server coreapps connect to.")
     webhooks: WebhooksSpec = Field(default_factory=WebhooksSpec, description="Outgoing webhooks: where they may go.")
+    retention: RetentionSpec = Field(default_factory=RetentionSpec,
+                                     description="How long delivered messages, webhook events, failovers and media are kept.")
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec,
                                               description="NetworkPolicies limiting what reaches each role.")
     deletion_policy: Literal["Retain", "Delete"] = Field(

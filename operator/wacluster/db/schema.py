@@ -127,6 +127,25 @@ MIGRATIONS: list[Migration] = [
     CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key)
         WHERE idempotency_key IS NOT NULL AND status <> 'cancelled';
     """),
+    # Webhook dead letters (db/webhooks.py): an event still undelivered `webhook_dead_after_seconds`
+    # after it was queued is dead, never retried, kept for replay until retention prunes it.
+    # Expand: a dead event's next_attempt_at is 'infinity', so roles that know no dead_at never
+    # retry it either; enqueued_at's default fills rows old roles insert (existing rows: now).
+    Migration(6, 3, """
+    ALTER TABLE webhook_events ADD COLUMN enqueued_at timestamptz DEFAULT now(),
+        ADD COLUMN last_attempt_at timestamptz, ADD COLUMN dead_at timestamptz;
+    CREATE INDEX webhook_events_dead ON webhook_events (dead_at) WHERE dead_at IS NOT NULL;
+    """),
+    # Retention (runtime/master/retention.py): each pruning query finds its oldest settled rows
+    # through an index instead of scanning the table. Expand. Built without CONCURRENTLY (a
+    # migration is one transaction): writes to each table wait while its index is built.
+    Migration(7, 3, """
+    CREATE INDEX messages_settled ON messages (created_at) WHERE status IN ('delivered', 'cancelled');
+    CREATE INDEX webhook_events_delivered ON webhook_events (delivered_at) WHERE delivered_at IS NOT NULL;
+    CREATE INDEX failovers_at ON failovers (at);
+    CREATE INDEX tokens_expires_at ON tokens (expires_at);
+    CREATE INDEX media_created_at ON media (created_at);
+    """),
     # The contacts cache of POST /v1/contacts (db/contacts.py): each number's last check, by its
     # digits. Expand: a new table older roles never read.
     Migration(8, 3, """

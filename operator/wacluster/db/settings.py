@@ -39,6 +39,16 @@ DEFAULTS: dict[str, Any] = {
     "skip_referral_media_download": False,
     "axolotl_context_striping_disabled": False,
     "webhook_payload_conversation_pricingmodel_disabled": False,
+    # An undelivered webhook event this old is dead (never retried; replayable): a day, so a
+    # receiver down for a night gets everything once it is back (runtime/webapp/webhooks.py).
+    "webhook_dead_after_seconds": 86400,
+    # Retention (spec.retention sets the days; 0 keeps forever): settled rows and media older
+    # than that are pruned by the primary master and a webapp, a run every interval (seconds).
+    "retention_messages_days": 30,
+    "retention_webhook_events_days": 7,
+    "retention_failovers_days": 90,
+    "retention_media_days": 30,
+    "retention_interval": 3600.0,
 }
 # What GET /v1/settings/application shows under its on-premises name (webhooks is nested).
 ONPREM_KEYS = ("callback_persist", "callback_backoff_delay_ms", "max_callback_backoff_delay_ms", "on_call_pager",

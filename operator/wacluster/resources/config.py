@@ -12,7 +12,7 @@ from wacluster.resources.pods import ClusterView, runtime_container, runtime_pod
 
 def runtime_settings(view: ClusterView) -> dict[str, Any]:
     """The settings the spec owns; the primary master copies them into the settings table."""
-    m = view.spec.monitoring
+    m, r = view.spec.monitoring, view.spec.retention
     return {
         "shards": view.spec.shards,
         "heartbeat_interval": m.heartbeat_interval,
@@ -22,6 +22,10 @@ def runtime_settings(view: ClusterView) -> dict[str, Any]:
         "lease_duration": m.lease_duration,
         "renew_deadline": m.renew_deadline,
         "retry_period": m.retry_period,
+        "retention_messages_days": r.messages_days,
+        "retention_webhook_events_days": r.webhook_events_days,
+        "retention_failovers_days": r.failovers_days,
+        "retention_media_days": r.media_days,
     }
 
 

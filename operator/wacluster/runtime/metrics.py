@@ -23,3 +23,10 @@ SHARD_CONNECTED = Gauge("wacluster_shard_connected", "1 when the shard has a ser
 DB_HEARTBEAT_AGE = Gauge("wacluster_db_heartbeat_age_seconds", "Age of each node's database heartbeat.", ["node"])
 COREAPP_SERVING = Gauge("wacluster_coreapp_serving", "1 while this coreapp serves a shard.")
 MESSAGES_SENT = Counter("wacluster_coreapp_messages_sent_total", "Messages this coreapp delivered to the gateway.")
+WEBHOOK_EVENTS_DEAD = Counter("wacluster_webhook_events_dead_total",
+                              "Webhook events this webapp dead-lettered: undelivered past webhook_dead_after_seconds.")
+WEBHOOK_EVENTS_PENDING = Gauge("wacluster_webhook_events_pending",
+                               "Webhook events waiting for delivery (the cluster's, as this webapp last counted).")
+WEBHOOK_EVENTS_DEAD_LETTERS = Gauge("wacluster_webhook_events_dead_letters",
+                                    "Dead webhook events kept for replay until retention prunes them.")
+ROWS_PRUNED = Counter("wacluster_rows_pruned_total", "Rows the retention pruning deleted, by table.", ["table"])

@@ -1,6 +1,13 @@
-"""Deliver webhook events (inbound messages, delivery statuses) with retries and backoff.
+"""Deliver webhook events (inbound messages, delivery statuses) with bounded retries.
 Runs beside the API in every webapp; events are claimed in the database, so replicas share the
 work and a slow or failing receiver delays only its own events, never message sending.
+
+A failed attempt is retried after an exponential backoff with jitter, from
+`callback_backoff_delay_ms` doubling up to `max_callback_backoff_delay_ms` (the on-premises
+settings). An event still undelivered `webhook_dead_after_seconds` after it was queued is dead:
+never retried, counted in `wacluster_webhook_events_dead_total`, kept for replay (README).
+The bound is an age, not a number of attempts: what a receiver down for a night needs does not
+depend on the backoff settings.
 
 Every POST is signed (`X-Wacluster-Signature-256: sha256=<hex>`, HMAC-SHA256 of the raw body),
 goes only to destinations the cluster allows (see destinations.py) and never follows a redirect:
@@ -13,6 +20,9 @@ import hashlib
 import hmac
 import json
 import logging
+import random
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,11 +32,12 @@ from psycopg_pool import AsyncConnectionPool
 from wacluster.db import settings as settings_db
 from wacluster.db import webhooks as webhooks_db
 from wacluster.domain.webhook_destinations import Network
+from wacluster.runtime import metrics
 from wacluster.runtime.webapp.destinations import DestinationRefused, check_literal_host
 
 log = logging.getLogger("wacluster.webapp")
 WEBHOOKS = Counter("wacluster_webapp_webhooks_total", "Webhook deliveries by result.", ["result"])
-MAX_BACKOFF = 300.0
+BACKLOG_EVERY = 15.0  # seconds between counts of the backlog (and dead-lettering of unattempted events)
 SIGNATURE_HEADER = "X-Wacluster-Signature-256"
 
 
@@ -36,8 +47,11 @@ def signature(key: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def backoff(attempt: int) -> float:
-    return min(MAX_BACKOFF, 0.5 * 2 ** max(0, attempt - 1))
+def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait after failed attempt `attempt` (1, 2, ...): half of min(cap, base * 2^(attempt-1))
+    plus a random part of the other half, so retries of many events never beat in step."""
+    full = min(cap, base * 2 ** min(max(0, attempt - 1), 62))
+    return full / 2 + (rng or random).random() * full / 2
 
 
 class WebhookDispatcher:
@@ -46,10 +60,13 @@ class WebhookDispatcher:
         """`session` must resolve through AllowedDestinationsResolver with the same `allowed`."""
         self.pool, self.session = pool, session
         self.signing_key, self.allowed = signing_key, allowed
+        self.backlog_counted = 0.0
 
     async def run(self) -> None:
         while True:
             try:
+                if time.monotonic() - self.backlog_counted >= BACKLOG_EVERY:
+                    await self.refresh_backlog()
                 worked = await self.dispatch_once()
             except Exception as exc:
                 log.warning("webhook dispatch failed: %s", exc)
@@ -58,16 +75,32 @@ class WebhookDispatcher:
 
     async def dispatch_once(self) -> bool:
         async with self.pool.connection() as conn:
-            url = (await settings_db.read_all(conn)).get("webhook_url")
+            settings = await settings_db.read_all(conn)
+            url = settings.get("webhook_url")
             if not url:
                 return False
             events = await webhooks_db.claim_due(conn, limit=50, lock_seconds=30)
         if not events:
             return False
-        await asyncio.gather(*(self._post(url, *event) for event in events))
+        retry = RetryPolicy.from_settings(settings)
+        await asyncio.gather(*(self._post(url, retry, *event) for event in events))
         return True
 
-    async def _post(self, url: str, event_id: int, payload: dict, attempt: int) -> None:
+    async def refresh_backlog(self) -> None:
+        """Dead-letter events past the bound that nothing attempts (no URL set), then count the
+        pending and dead events for the gauges: one cheap query, every BACKLOG_EVERY seconds."""
+        self.backlog_counted = time.monotonic()
+        async with self.pool.connection() as conn:
+            dead_after = float((await settings_db.read_all(conn))["webhook_dead_after_seconds"])
+            expired = await webhooks_db.expire(conn, dead_after)
+            pending, dead = await webhooks_db.backlog(conn)
+        if expired:
+            metrics.WEBHOOK_EVENTS_DEAD.inc(expired)
+            log.warning("%d webhook event(s) dead: undelivered %gs after they were queued", expired, dead_after)
+        metrics.WEBHOOK_EVENTS_PENDING.set(pending)
+        metrics.WEBHOOK_EVENTS_DEAD_LETTERS.set(dead)
+
+    async def _post(self, url: str, retry: RetryPolicy, event_id: int, payload: dict, attempt: int) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(self.signing_key, body)}
         try:
@@ -89,6 +122,28 @@ class WebhookDispatcher:
                 error = str(refused)
             else:
                 error = f"receiver unreachable: {exc}"
-        WEBHOOKS.labels(result="retry").inc()
         async with self.pool.connection() as conn:
-            await webhooks_db.retry_later(conn, event_id, backoff(attempt), error)
+            dead = await webhooks_db.failed(conn, event_id, backoff(attempt, retry.base, retry.cap), error,
+                                            retry.dead_after)
+        if dead:
+            WEBHOOKS.labels(result="dead").inc()
+            metrics.WEBHOOK_EVENTS_DEAD.inc()
+            log.warning("webhook event %d dead after %d attempts (last: %s); it is kept for replay",
+                        event_id, attempt, error)
+        else:
+            WEBHOOKS.labels(result="retry").inc()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The retry settings, in seconds, as read for one dispatch round."""
+
+    base: float
+    cap: float
+    dead_after: float
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "RetryPolicy":
+        base = float(settings["callback_backoff_delay_ms"]) / 1000
+        return cls(base, max(base, float(settings["max_callback_backoff_delay_ms"]) / 1000),
+                   float(settings["webhook_dead_after_seconds"]))
