@@ -23,6 +23,7 @@ from wacluster.kube.lease import KubeLeaseStore
 from wacluster.runtime.master.actions import Actions
 from wacluster.runtime.master.heartbeats import Heartbeats
 from wacluster.runtime.master.leadership import Leadership
+from wacluster.runtime.master.retention import Retention
 from wacluster.runtime.master.settings_sync import SettingsFile
 from wacluster.runtime.master.status import ShardMapPublisher
 from wacluster.runtime.master.world import WorldReader
@@ -54,6 +55,8 @@ class Master:
         self.actions = Actions(me.name, self.heartbeats, self.wake)
         self.settings_file = SettingsFile(settings_file)
         self.status = ShardMapPublisher(lease_store)
+        self.retention = Retention(me.name, pool, lambda: self.settings,
+                                   lambda: self.leadership.primary and not self.schema_error)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`, then the Lease released. Raises RoleFailed when a supervised task failed
@@ -68,6 +71,7 @@ class Master:
         released = asyncio.Event()
         supervisor = Supervisor(log)
         supervisor.add("listener", listener.run, Policy.RESTART)
+        supervisor.add("retention", self.retention.run, Policy.RESTART)
         if self.lease_store is not None:
             s = self.settings
             timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))

@@ -23,6 +23,7 @@ from wacluster.runtime.webapp.contacts import ContactChecks
 from wacluster.runtime.webapp.errors import DATABASE_WAIT, error_middleware
 from wacluster.runtime.webapp.handlers import Handlers
 from wacluster.runtime.webapp.media import Media
+from wacluster.runtime.webapp.media_retention import MediaRetention
 from wacluster.runtime.webapp.meta import meta_middleware
 from wacluster.api.openapi import openapi_document
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         supervisor.add("shard-map-listener", cache.listener.run, Policy.RESTART)
         supervisor.add("contact-checks", contacts.run, Policy.RESTART)
         supervisor.add("webhooks", WebhookDispatcher(pool, webhook_session, signing_key, allowed).run, Policy.RESTART)
+        supervisor.add("media-retention", MediaRetention(pool, Path(args.media_dir)).run, Policy.RESTART)
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
         if context is not None:
