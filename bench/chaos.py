@@ -13,8 +13,10 @@ cheap ones and checks only the invariants.
 
 At the end: accepted, delivered, lost, duplicated (every send of an id already delivered,
 whatever the sandbox did with it), conflicts, bans, stale sends; requests that failed at the
-client (no answer: the webapp died under them) and how many of those were delivered anyway
-(`failed_at_client_but_delivered`, not duplicates: the client never learnt the id); max downtime
+client (no answer: the webapp died under them; `client_failures`), retried with the message's
+Idempotency-Key (`settled_by_retry`), and the messages given up after RETRY_FOR seconds that were
+delivered anyway (`failed_at_client_but_delivered`); `texts_stored_twice` counts messages the
+database holds twice (0 when every retry kept its key); max downtime
 and availability (the fraction of seconds in which every shard accepted a message); per fault
 kind, the count and the problems seen after it. Prints one JSON line.
 """
@@ -26,6 +28,7 @@ import http.client
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -33,6 +36,8 @@ from chaos_faults import FAULTS, SHARD_COUNTS, SMOKE_FAULTS, Run
 from common import Bench, emit, start_cluster
 from wacluster.domain.sharding import shard_of
 from wacluster_testenv import faults as network_faults
+
+RETRY_FOR = 30.0  # how long a sender keeps retrying one message (with its key) before giving up
 
 
 class Senders:
@@ -47,7 +52,9 @@ class Senders:
         self.recipients = {n: [[f"+1555{k:07d}" for k in range(20_000) if shard_of(f"+1555{k:07d}", n) == s]
                                for s in range(n)] for n in SHARD_COUNTS}
         self.accepted: list[tuple[float, int, int, str]] = []   # (time, shard count, shard, id)
-        self.failed_at_client: list[tuple[float, str]] = []     # (time, text): no answer
+        self.failed_at_client: list[tuple[float, str]] = []     # (time, text): no answer, given up
+        self.client_failures = 0    # requests that got no answer (retried with their key)
+        self.settled_by_retry = 0   # messages accepted by a retry after a request got no answer
         self.rejected = 0
         self.in_flight = 0
         self.count_changes: list[tuple[float, int]] = [(time.time(), shards)]
@@ -65,33 +72,49 @@ class Senders:
         self.count_changes.append((time.time(), count))
 
     def _run(self, thread: int) -> None:
+        """Each message carries its own Idempotency-Key and is retried with it, as a careful client
+        does, after no answer, a 503 or a 409, for up to RETRY_FOR seconds: a request the webapp
+        died under is then either the first one stored or it is stored now, never twice."""
         i = 0
         while self.running.is_set():
             count = self.shard_count
             shard = (thread + i) % count
             recipients = self.recipients[count][shard]
             text = f"chaos {thread}-{i}"
+            to = recipients[(i // count) % len(recipients)]
             i += 1
-            with self.lock:
-                self.in_flight += 1
-            try:
-                reply = self.run_api().send_text(recipients[(i // count) % len(recipients)], text)
-            except (OSError, http.client.HTTPException) as exc:
-                if isinstance(getattr(exc, "reason", exc), ConnectionRefusedError):
-                    self.rejected += 1  # it never reached a webapp: nothing can have been sent
-                else:
-                    self.failed_at_client.append((time.time(), text))
-                time.sleep(0.1)
-                continue
-            finally:
+            key, given_up_at = uuid.uuid4().hex, time.monotonic() + RETRY_FOR
+            no_answer = False
+            while self.running.is_set() and time.monotonic() < given_up_at:
                 with self.lock:
-                    self.in_flight -= 1
-            if reply.status == 201:
-                self.accepted.append((time.time(), count, shard, reply.body["messages"][0]["id"]))
-            else:
+                    self.in_flight += 1
+                try:
+                    reply = self.run_api().request("POST", "/v1/messages",
+                                                   {"to": to, "type": "text", "text": {"body": text}},
+                                                   headers={"Idempotency-Key": key})
+                except (OSError, http.client.HTTPException) as exc:
+                    if isinstance(getattr(exc, "reason", exc), ConnectionRefusedError):
+                        self.rejected += 1  # it never reached a webapp: nothing can have been sent
+                    else:
+                        no_answer = True
+                        self.client_failures += 1
+                    time.sleep(0.1)
+                    continue
+                finally:
+                    with self.lock:
+                        self.in_flight -= 1
+                if reply.status == 201:
+                    self.accepted.append((time.time(), count, shard, reply.body["messages"][0]["id"]))
+                    if no_answer:
+                        self.settled_by_retry += 1
+                    break
                 self.rejected += 1
-                if reply.status in (401, 502, 503):
-                    time.sleep(0.05)
+                if reply.status not in (401, 409, 502, 503):
+                    break  # a refusal retrying cannot change
+                time.sleep(0.5 if reply.status == 409 else 0.05)
+            else:
+                if no_answer:
+                    self.failed_at_client.append((time.time(), text))
 
     def stop(self) -> None:
         self.running.clear()
@@ -201,6 +224,10 @@ def main() -> None:
                 failed_texts = [text for _, text in senders.failed_at_client]
                 failed_rows = cluster.query("SELECT id FROM messages WHERE body->'text'->>'body' = ANY(%s)",
                                             (failed_texts,))
+                # Every text is unique: one stored twice is a message the client sent twice.
+                stored_twice = cluster.query(
+                    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE status <> 'cancelled' "
+                    "GROUP BY body->'text'->>'body' HAVING count(*) > 1) twice")[0][0]
                 elapsed_s = int(time.time() - started)
         finally:
             cluster.stop_all()
@@ -225,6 +252,8 @@ def main() -> None:
         "accepted": len(accepted), "delivered": len(delivered & accepted_ids),
         "lost": len(lost), "duplicated": len(report["duplicates"]), "conflicts": len(report["conflicts"]),
         "bans": len(report["bans"]), "stale_sends": len(report["stale_sends"]), "rejected": senders.rejected,
+        "client_failures": senders.client_failures, "settled_by_retry": senders.settled_by_retry,
+        "texts_stored_twice": stored_twice,
         "failed_at_client": len(senders.failed_at_client),
         "failed_at_client_but_delivered": len(failed_but_delivered),
         "lost_ids": [i for _, i in lost][:20], "duplicated_ids": [d["id"] for d in report["duplicates"]][:20],

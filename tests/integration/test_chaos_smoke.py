@@ -26,8 +26,9 @@ def test_chaos_smoke_loses_duplicates_and_conflicts_nothing(kubeconfig, tmp_path
     assert report["faults"] >= 4 and report["accepted"] > 100
     assert report["lost"] == 0 and report["duplicated"] == 0
     assert report["conflicts"] == 0 and report["bans"] == 0 and report["stale_sends"] == 0
-    # Every fault is counted by kind, and a request the client never got an answer to is counted
-    # apart (it may have been delivered: not a duplicate, the client never learnt its id).
+    # Every fault is counted by kind. A request the client got no answer to is retried with its
+    # Idempotency-Key, so no message is stored twice, whatever died under it.
     assert sum(report["faults_by_kind"].values()) == report["faults"]
+    assert report["texts_stored_twice"] == 0
     assert 0 <= report["failed_at_client_but_delivered"] <= report["failed_at_client"]
     assert json.loads((tmp_path / "chaos.json").read_text())["seed"] == 11  # not bench/results
