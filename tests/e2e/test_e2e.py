@@ -137,6 +137,20 @@ def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig):
     job = json.loads(k("get", "job", f"whatsapp-dbupgrade-{NEXT_TAG}", "-n", ns, "-o", "json"))
     assert job["status"].get("succeeded") == 1
     eventually(lambda: phase(k, ns, "whatsapp") == "Ready", 600, interval=1, what="Ready on the new version")
+
+    # A typo in the spec (requests above limits) is refused by `kubectl` itself, and the running
+    # pods are left as they are (it once deleted the coreapp Deployment).
+    coreapp_pods = k("get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=coreapp", "-o",
+                     "jsonpath={.items[*].metadata.uid}")
+    typo = subprocess.run(["kubectl", f"--kubeconfig={e2e_kubeconfig}", "patch", "wac", "whatsapp", "-n", ns,
+                           "--type=merge", "-p", json.dumps({"spec": {"coreapps": {"resources": {
+                               "requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}}})],
+                          capture_output=True, text=True)
+    assert typo.returncode != 0 and "must not exceed" in typo.stderr, typo.stderr
+    assert k("get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=coreapp", "-o",
+             "jsonpath={.items[*].metadata.uid}") == coreapp_pods
+    assert phase(k, ns, "whatsapp") == "Ready"
+
     k("delete", "wac", "whatsapp", "-n", ns, "--timeout=300s")
     kept = [("pvc", "data-whatsapp-db-0"), ("pvc", "whatsapp-media"), ("secret", "whatsapp-db-credentials")]
     assert all(exists(k, ns, kind, name) for kind, name in kept), "Retain must keep volumes and credentials"
