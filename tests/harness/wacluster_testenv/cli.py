@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from wacluster_testenv import cloudapi
 from wacluster_testenv.build import bin_dir, build_all
 from wacluster_testenv.controlplane import NODE_MODES
 from wacluster_testenv.environment import Environment
@@ -33,11 +34,14 @@ def add_parser(subparsers) -> None:
     images.add_argument("--extra-tag", action="append", default=[], help="further tags of the same build")
     images.add_argument("--no-import", action="store_true", help="build only")
     actions.add_parser("bin-dir", help="print the directory holding kubectl, helm and the other binaries")
+    cloudapi.add_parser(actions)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     action = args.testenv_action
+    if action == "cloudapi":
+        return cloudapi.serve(args)
     if action == "build":
         build_all()
         return 0

@@ -1,6 +1,7 @@
 """One on-premises message body of every type and form (media by id and by link, a reply, every
 template parameter kind, the legacy hsm), as a client sends it to POST /v1/messages. The Cloud API
-tests map each through domain/cloud_messages.py."""
+tests map each through domain/cloud_messages.py. Kept in tests/integration, which is on pytest's
+pythonpath, so the unit and the integration suites import the same corpus."""
 
 from __future__ import annotations
 
