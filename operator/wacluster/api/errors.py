@@ -12,6 +12,7 @@ KINDS: dict[str, tuple[int, int, str]] = {
     "bad_request": (400, 1009, "Parameter value is not valid"),
     "missing": (400, 1008, "Required parameter is missing"),
     "unauthorized": (401, 1005, "Access denied"),
+    "forbidden": (403, 1005, "Access denied"),
     "not_found": (404, 1006, "Resource not found"),
     "method": (405, 1000, "Method not allowed"),
     "not_owner": (409, 1011, "Not the owner of this shard"),
@@ -20,6 +21,9 @@ KINDS: dict[str, tuple[int, int, str]] = {
     "unsupported": (415, 1009, "Unsupported media type"),
     "not_ready": (503, 1011, "Service not ready"),
     "internal": (500, 1014, "Internal error"),
+    # The on-premises API answered a duplicate user name with 500 and this code and title; a client's
+    # mistake is no server error here, so 409.
+    "user_exists": (409, 1014, "Internal error"),
     # wacluster's own codes, from 1100 (the on-premises API has none for these): an Idempotency-Key
     # (api/idempotency.py) reused for another request body, or sent again while its first request
     # is still being decided.

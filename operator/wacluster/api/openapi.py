@@ -7,11 +7,12 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from wacluster import __version__
-from wacluster.api import idempotency, rest
+from wacluster.api import idempotency, rest, users
 
 MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
           rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse,
-          rest.ContactsRequest, rest.ContactsResponse]
+          rest.ContactsRequest, rest.ContactsResponse, users.CreateUser, users.UpdateUser, users.LoginRequest,
+          users.UsersResponse]
 
 
 def _ref(model) -> dict[str, str]:
@@ -57,6 +58,9 @@ IDEMPOTENCY_KEY = {
 }
 
 
+USERNAME = {"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
     health = {"type": "object", "properties": {"health": {"type": "object", "additionalProperties": {"type": "object"}}}}
@@ -70,8 +74,18 @@ def openapi_document() -> dict[str, Any]:
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                            "basic": {"type": "http", "scheme": "basic"}}},
         "paths": {
-            "/v1/users/login": {"post": _op("Log in with the admin credentials", "200", rest.LoginResponse,
-                                            errors=(401, 429), secured=False)},
+            "/v1/users/login": {"post": {**_op("Log in (Basic); a user's first login sets new_password", "200",
+                                               rest.LoginResponse, errors=(400, 401, 429), secured=False),
+                                         "requestBody": {"required": False, "content": _json(users.LoginRequest)}}},
+            "/v1/users/logout": {"post": _op("Revoke the token of this request", "200", errors=(401,))},
+            "/v1/users": {"post": _op("Create a user (ADMIN role)", "201", users.UsersResponse, body=users.CreateUser,
+                                      errors=(400, 401, 403, 409))},
+            "/v1/users/{username}": {
+                method: {**_op(summary, "200", users.UsersResponse, body=body, errors=(400, 401, 403, 404)),
+                         "parameters": [USERNAME]}
+                for method, summary, body in [("get", "Read a user", None),
+                                              ("put", "Change a user's password", users.UpdateUser),
+                                              ("delete", "Delete a user and revoke its tokens", None)]},
             "/v1/health": {"get": {**_op("Health of every master and coreapp", "200", errors=(401,)),
                                    "responses": {"200": {"description": "health",
                                                          "content": {"application/json": {"schema": health}}},

@@ -156,6 +156,19 @@ MIGRATIONS: list[Migration] = [
         checked_at timestamptz NOT NULL DEFAULT now()
     );
     """),
+    # The API's users besides the built-in admin (db/users.py): scrypt hashes, a role, and whether
+    # the next login must set a new password. Tokens are found by user to revoke them. Expand.
+    Migration(9, 3, """
+    CREATE TABLE users (
+        username text PRIMARY KEY,
+        password_hash text NOT NULL,
+        role text NOT NULL CHECK (role IN ('ADMIN', 'USER')),
+        must_change_password boolean NOT NULL DEFAULT true,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX tokens_username ON tokens (username);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

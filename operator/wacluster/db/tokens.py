@@ -20,11 +20,11 @@ async def store(conn: AsyncConnection, token: str, username: str, ttl_seconds: f
     return row[0]
 
 
-async def seconds_left(conn: AsyncConnection, token: str) -> float | None:
-    """Seconds until the token expires; None when unknown or expired."""
+async def seconds_left(conn: AsyncConnection, token: str) -> tuple[float, str] | None:
+    """(seconds until the token expires, the user it was issued to); None when unknown or expired."""
     row = await (await conn.execute(
-        "SELECT extract(epoch FROM expires_at - now())::float8 FROM tokens WHERE token = %s",
+        "SELECT extract(epoch FROM expires_at - now())::float8, username FROM tokens WHERE token = %s",
         (digest(token),))).fetchone()
     if row is None or row[0] <= 0:
         return None
-    return row[0]
+    return row[0], row[1]

@@ -28,6 +28,7 @@ from wacluster.runtime.webapp.meta import meta_middleware
 from wacluster.api.openapi import openapi_document
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 from wacluster.runtime.webapp.tls import reload_on_change, tls_context
+from wacluster.runtime.webapp.users import Users
 from wacluster.domain.webhook_destinations import parse_networks
 from wacluster.runtime.webapp.destinations import AllowedDestinationsResolver
 from wacluster.runtime.webapp.webhooks import WebhookDispatcher
@@ -51,10 +52,17 @@ async def metrics_middleware(request: web.Request, handler):
 
 
 def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChecks) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, meta_middleware, error_middleware, auth.middleware()],
+    users = Users(auth.pool, auth)
+    app = web.Application(middlewares=[metrics_middleware, meta_middleware, error_middleware, auth.middleware(),
+                                       users.middleware()],
                           client_max_size=MAX_BODY)
     routes = [
         ("POST", "/v1/users/login", auth.login),
+        ("POST", "/v1/users/logout", users.logout),
+        ("POST", "/v1/users", users.create),
+        ("GET", "/v1/users/{username}", users.read),
+        ("PUT", "/v1/users/{username}", users.update),
+        ("DELETE", "/v1/users/{username}", users.delete),
         ("GET", "/v1/health", handlers.health),
         ("POST", "/v1/account", handlers.register),
         ("POST", "/v1/account/verify", handlers.verify),

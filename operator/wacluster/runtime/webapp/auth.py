@@ -1,4 +1,5 @@
-"""Login with the admin credentials; bearer tokens stored in the database so every webapp accepts them.
+"""Login (the built-in admin, whose password is the admin Secret, or a user of runtime/webapp/users.py);
+bearer tokens stored in the database so every webapp accepts them.
 
 A token carries an HMAC of itself under a key derived from the admin password, which every webapp
 of the cluster holds: a forged or random token is refused without a database query, so a flood
@@ -21,7 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from wacluster.db import tokens as tokens_db
 from wacluster.domain.login_limit import FailedLogins
-from wacluster.runtime.webapp.errors import ApiError
+from wacluster.api.users import LoginRequest
+from wacluster.runtime.webapp.errors import ApiError, parse
 
 PUBLIC_PATHS = {"/v1/users/login", "/v1/openapi.json"}
 CACHE_SECONDS = 10.0
@@ -40,7 +42,9 @@ class Auth:
         self.pool = pool
         self.username, self.password = username, password
         self.token_ttl = token_ttl
-        self._cache: dict[str, float] = {}  # token digest -> monotonic time until which it is trusted
+        # token digest -> (monotonic time until which it is trusted, its user)
+        self._cache: dict[str, tuple[float, str]] = {}
+        self.users = None  # the API's other users (runtime/webapp/users.py Users), when set
         self._key = hashlib.sha256(b"wacluster bearer token key\0" + password.encode()).digest()
         self._unsigned = asyncio.Semaphore(UNSIGNED_LOOKUPS_AT_ONCE)
         self.failed_logins = FailedLogins()
@@ -84,22 +88,32 @@ class Auth:
         # the time taken does not tell whether the user name was right.
         user_ok = hmac.compare_digest(user, self.username.encode())
         password_ok = hmac.compare_digest(password, self.password.encode())
-        if not (user_ok & password_ok):
+        body = await parse(request, LoginRequest)
+        if user_ok & password_ok:
+            if body.new_password is not None:
+                raise ApiError("bad_request", f"new_password: the password of {self.username!r} is the cluster's "
+                                              "admin Secret (<cluster>-admin); change it there")
+            name = self.username
+        elif self.users is not None and not user_ok:
+            name = await self.users.log_in(user, password, body.new_password)
+        else:
             raise ApiError("unauthorized", "wrong user name or password")
         token = self.issue()
         async with self.pool.connection() as conn:
-            expires = await tokens_db.store(conn, token, self.username, self.token_ttl)
+            expires = await tokens_db.store(conn, token, name, self.token_ttl)
         return web.json_response({"users": [{"token": token, "expires_after": expires.isoformat()}]})
 
-    async def check(self, request: web.Request) -> None:
+    async def check(self, request: web.Request) -> str:
+        """The user the request's bearer token was issued to; a 401 when it has none that is valid."""
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             raise ApiError("unauthorized", "this endpoint needs `Authorization: Bearer <token>` from POST /v1/users/login")
         token = header[7:].strip()
         key = tokens_db.digest(token)
         now = time.monotonic()
-        if self._cache.get(key, 0) > now:
-            return
+        trusted_until, username = self._cache.get(key, (0.0, ""))
+        if trusted_until > now:
+            return username
         signed = self.signature_valid(token)
         if signed is False:
             TOKENS_FORGED.inc()
@@ -112,9 +126,20 @@ class Auth:
         if left is None:
             self._cache.pop(key, None)
             raise ApiError("unauthorized", "the token is unknown or expired; log in again")
-        self._cache[key] = now + min(CACHE_SECONDS, left)
+        seconds, username = left
+        self._cache[key] = (now + min(CACHE_SECONDS, seconds), username)
+        return username
 
-    async def _seconds_left(self, token: str, kind: str) -> float | None:
+    def forget(self, token: str) -> None:
+        """Stop trusting a revoked token here at once (other webapps within CACHE_SECONDS)."""
+        self._cache.pop(tokens_db.digest(token), None)
+
+    def forget_user(self, username: str) -> None:
+        """Stop trusting every token of a user whose tokens were revoked (password change, deletion)."""
+        for key in [k for k, (_, holder) in self._cache.items() if holder == username]:
+            del self._cache[key]
+
+    async def _seconds_left(self, token: str, kind: str) -> tuple[float, str] | None:
         TOKEN_LOOKUPS.labels(kind=kind).inc()
         async with self.pool.connection() as conn:
             return await tokens_db.seconds_left(conn, token)
@@ -123,6 +148,6 @@ class Auth:
         @web.middleware
         async def require_token(request: web.Request, handler):
             if request.path not in PUBLIC_PATHS:
-                await self.check(request)
+                request["username"] = await self.check(request)
             return await handler(request)
         return require_token
