@@ -216,7 +216,7 @@ def run_direct(generator: str, cluster, url: str, prefix: str, shards: int, conc
     stored = math.ceil(rows_per_s * duration)
     store_s = store_direct_rows(cluster, prefix, stored, shards)
     body = HandOff(shard=DIRECT_SHARD, messages=[HandedMessage(id=f"{prefix}%d")]).model_dump_json()
-    direct = load(generator, url, {}, body, concurrency, duration, count_unclaimed=True)
+    direct = load(generator, url, cluster.control_headers(), body, concurrency, duration, count_unclaimed=True)
     withdrawn = withdraw(cluster, prefix)
     settle(direct, duration, drain(cluster, prefix))
     delivered = cluster.query("SELECT count(*) FROM messages WHERE status = 'delivered' AND id LIKE %s",

@@ -44,11 +44,11 @@ def control_address(cluster, coreapp: str) -> str:
     return cluster.query("SELECT address FROM nodes WHERE name = %s", (coreapp,))[0][0]
 
 
-def hand_off(address: str, body: bytes | dict) -> tuple[int, dict, dict]:
+def hand_off(cluster, address: str, body: bytes | dict) -> tuple[int, dict, dict]:
     """POST /messages to a coreapp's control port, as a webapp hands a batch to a shard's owner."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(f"http://{address}/messages", data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **cluster.control_headers()})
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             status, raw, headers = resp.status, resp.read(), dict(resp.headers)
@@ -155,7 +155,7 @@ def test_a_batch_handed_again_to_the_next_owner_is_not_sent_twice(cluster):
     owner = eventually(lambda: connected(cluster), 30, what="shard 0 connected")[0][0]
     queue_rows(cluster, [("handed-twice", "+15558200000", 0)])
     batch = {"shard": 0, "messages": batch_of(("handed-twice", "+15558200000"))}
-    status, body, _ = hand_off(control_address(cluster, owner), batch)
+    status, body, _ = hand_off(cluster, control_address(cluster, owner), batch)
     assert status == 202, body
     eventually(lambda: "handed-twice" in delivered_ids(cluster), 30, what="the batch delivered by its owner")
     eventually(lambda: cluster.query("SELECT status FROM messages WHERE id = 'handed-twice'")[0][0] == "delivered",
@@ -163,11 +163,11 @@ def test_a_batch_handed_again_to_the_next_owner_is_not_sent_twice(cluster):
     cluster.roles[owner].signal(signal.SIGKILL)
     successor = eventually(lambda: (o := cluster.shard_owners()[0][0]) not in (None, owner) and o, 60,
                            what="shard 0 connected by the standby")
-    status, body, _ = hand_off(control_address(cluster, successor), batch)  # the webapp's retry
+    status, body, _ = hand_off(cluster, control_address(cluster, successor), batch)  # the webapp's retry
     assert status == 202, body
     # A later message through the same owner: once it is delivered, the retry was handled too.
     queue_rows(cluster, [("after-retry", "+15558200001", 0)])
-    assert hand_off(control_address(cluster, successor),
+    assert hand_off(cluster, control_address(cluster, successor),
                     {"shard": 0, "messages": batch_of(("after-retry", "+15558200001"))})[0] == 202
     eventually(lambda: "after-retry" in delivered_ids(cluster), 30, what="the later message delivered")
     report = cluster.gateway("/inspect/deliveries")
@@ -182,7 +182,7 @@ def test_a_row_moved_to_another_shard_is_sent_only_by_that_shards_owner(cluster)
     owners = eventually(lambda: connected(cluster, shards=2), 60, what="2 shards connected")
     to = recipient_in_shard(1, 2)
     queue_rows(cluster, [("moved-to-shard-1", to, 1)])
-    status, body, _ = hand_off(control_address(cluster, owners[0][0]),
+    status, body, _ = hand_off(cluster, control_address(cluster, owners[0][0]),
                                {"shard": 0, "messages": batch_of(("moved-to-shard-1", to))})
     assert status == 202, body  # acknowledged: the row is durable and has an owner
     delivery = eventually(lambda: next((d for d in cluster.gateway("/inspect/deliveries")["deliveries"]
@@ -219,8 +219,9 @@ class ReplyLosingProxy:
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json", "Authorization": request.headers.get("Authorization", "")}
         async with self._session.request(request.method, f"http://{self.target}{request.path}",
-                                         data=await request.read(), headers={"Content-Type": "application/json"}) as resp:
+                                         data=await request.read(), headers=headers) as resp:
             body, status = await resp.read(), resp.status
         if request.method == "POST" and request.path == "/messages":
             self.handed.append(status)
@@ -291,7 +292,7 @@ def test_a_malformed_hand_off_gets_a_400_in_the_api_error_shape(cluster):
     for body, why in [(b"{not json", "JSON"), (b"[1, 2]", "object"), ({"messages": []}, "shard"),
                       ({"shard": "zero", "messages": []}, "shard"), ({"shard": 0, "messages": "m1"}, "messages"),
                       ({"shard": 0, "messages": [{"to": "+15550001"}]}, "id"), ({"shard": -1, "messages": []}, "shard")]:
-        status, reply, _ = hand_off(address, body)
+        status, reply, _ = hand_off(cluster, address, body)
         assert status == 400, (body, status, reply)
         (error,) = reply["errors"]
         assert error["code"] == 1009 and why in error["details"], (body, reply)
@@ -301,10 +302,10 @@ def test_a_handed_message_without_a_stored_row_is_not_sent(cluster):
     start(cluster, coreapps=1)
     owner = eventually(lambda: connected(cluster), 30, what="shard 0 connected")[0][0]
     address = control_address(cluster, owner)
-    status, body, _ = hand_off(address, {"shard": 0, "messages": batch_of(("never-stored", "+15558400000"))})
+    status, body, _ = hand_off(cluster, address, {"shard": 0, "messages": batch_of(("never-stored", "+15558400000"))})
     assert status == 202, body
     queue_rows(cluster, [("stored", "+15558400001", 0)])
-    assert hand_off(address, {"shard": 0, "messages": batch_of(("stored", "+15558400001"))})[0] == 202
+    assert hand_off(cluster, address, {"shard": 0, "messages": batch_of(("stored", "+15558400001"))})[0] == 202
     eventually(lambda: "stored" in delivered_ids(cluster), 30, what="the stored message delivered")
     assert "never-stored" not in delivered_ids(cluster)
 
@@ -319,7 +320,8 @@ def test_an_owner_with_a_full_outbox_answers_503_and_leaves_the_rest_queued(clus
     answers = []
     for start_at in range(0, len(ids), 1000):
         chunk = ids[start_at:start_at + 1000]
-        status, body, headers = hand_off(address, {"shard": 0, "messages": batch_of(*((i, "+15558500000") for i in chunk))})
+        status, body, headers = hand_off(cluster, address,
+                                         {"shard": 0, "messages": batch_of(*((i, "+15558500000") for i in chunk))})
         answers.append(status)
         if status == 503:
             assert body["errors"][0]["code"] == 1011 and headers.get("Retry-After"), body

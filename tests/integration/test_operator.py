@@ -62,6 +62,7 @@ def test_apply_creates_every_child_and_reports_ready(k, ns):
                        ("service", "wa-coreapp"), ("pdb", "wa-master"), ("configmap", "wa-settings"),
                        ("serviceaccount", "wa-runtime"), ("role", "wa-runtime"), ("rolebinding", "wa-runtime"),
                        ("secret", "wa-admin"), ("secret", "wa-api-tls"), ("secret", "wa-db-credentials"),
+                       ("secret", "wa-internal"),
                        ("pvc", "wa-media"), ("job", "wa-dbupgrade-1-0-0")]:
         obj = get(k, ns, kind, name)
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "wa", (kind, name)

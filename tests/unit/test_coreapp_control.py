@@ -18,9 +18,12 @@ from wacluster.runtime.coreapp.control import control_app
 from wacluster.runtime.coreapp.ownership import Session
 from wacluster.runtime.coreapp.outbox import Outbox
 from wacluster.runtime.coreapp.role import Coreapp, CoreappConfig
+from wacluster.runtime.internal_auth import bearer
 from wacluster.runtime.node import NodeIdentity
 
 pytestmark = pytest.mark.unit
+
+TOKEN = "the-clusters-internal-token-0123"  # every call here is the cluster's own (test_internal_token.py: others)
 
 
 class StoredRows:
@@ -64,7 +67,7 @@ def serving_coreapp(pool, capacity: int = 10, shard: int = 0) -> Coreapp:
 
 @asynccontextmanager
 async def control(coreapp):
-    async with TestClient(TestServer(control_app(coreapp))) as client:
+    async with TestClient(TestServer(control_app(coreapp, TOKEN)), headers=bearer(TOKEN)) as client:
         yield client
 
 

@@ -117,12 +117,12 @@ def test_external_gateway_runs_no_sandbox():
     assert env["WACLUSTER_GATEWAY_URL"] == "https://gw.example"
 
 
-def test_generated_secrets_cover_database_admin_and_webhook_signing_unless_provided():
+def test_generated_secrets_cover_database_admin_webhook_signing_and_internal_unless_provided():
     names = {s["metadata"]["name"] for s in generated_secrets(_view(), lambda: "pw")}
-    assert names == {"wa-db-credentials", "wa-admin", "wa-webhook-signing"}
+    assert names == {"wa-db-credentials", "wa-admin", "wa-webhook-signing", "wa-internal"}
     provided = _view(api={"adminSecretName": "mine"})
     names = {s["metadata"]["name"] for s in generated_secrets(provided, lambda: "pw")}
-    assert names == {"wa-db-credentials", "wa-webhook-signing"}
+    assert names == {"wa-db-credentials", "wa-webhook-signing", "wa-internal"}
 
 
 def test_the_generated_api_certificate_names_the_service_and_is_its_own_ca():

@@ -29,6 +29,9 @@ class Env:
     DB_SSLMODE = "WACLUSTER_DB_SSLMODE"
     DB_USER = "WACLUSTER_DB_USER"
     DB_PASSWORD = "WACLUSTER_DB_PASSWORD"
+    # Set by the pod builders on masters, coreapps and webapps only: the bearer token of the
+    # coreapps' control port (the Secret <cluster>-internal).
+    INTERNAL_TOKEN = "WACLUSTER_INTERNAL_TOKEN"
     # Set by the pod builders on the webapp only.
     TLS_DIR = "WACLUSTER_TLS_DIR"
     ADMIN_USERNAME = "WACLUSTER_ADMIN_USERNAME"

@@ -75,6 +75,10 @@ class Names:
         return f"{self.cluster}-webhook-signing"
 
     @property
+    def internal_secret(self) -> str:
+        return f"{self.cluster}-internal"
+
+    @property
     def tls_secret(self) -> str:
         return f"{self.cluster}-api-tls"
 

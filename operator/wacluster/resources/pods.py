@@ -74,6 +74,16 @@ def database_env(view: ClusterView) -> list[dict[str, Any]]:
     ]
 
 
+# The key of the Secret <cluster>-internal that holds the control port's bearer token.
+INTERNAL_TOKEN_KEY = "token"
+
+
+def internal_token_env(view: ClusterView) -> dict[str, Any]:
+    """The control port's bearer token, for the roles on either end of it: masters, coreapps, webapps."""
+    return {"name": Env.INTERNAL_TOKEN,
+            "valueFrom": {"secretKeyRef": {"name": view.names.internal_secret, "key": INTERNAL_TOKEN_KEY}}}
+
+
 def runtime_env(view: ClusterView) -> list[dict[str, Any]]:
     names = view.names
     gateway = (view.spec.gateway.endpoint if view.spec.gateway.mode == "external"

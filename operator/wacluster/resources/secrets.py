@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol
 
 from wacluster.api.interprocess import Role
 from wacluster.resources.naming import labels
-from wacluster.resources.pods import ClusterView
+from wacluster.resources.pods import INTERNAL_TOKEN_KEY, ClusterView
 
 # On the generated API certificate's Secret: when it expires, for people reading the Secret.
 NOT_AFTER_ANNOTATION = "wacluster.io/not-after"
@@ -39,6 +39,10 @@ def generated_secrets(view: ClusterView, password: Callable[[], str]) -> list[di
     out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": names.webhook_signing_secret, "labels": labels(view.name, Role.WEBAPP)},
                 "data": {"key": _b64(password())}})
+    # The token masters and webapps present on a coreapp's control port (runtime/internal_auth.py).
+    out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": names.internal_secret, "labels": labels(view.name, Role.COREAPP)},
+                "data": {INTERNAL_TOKEN_KEY: _b64(password())}})
     if not view.spec.api.admin_secret_name:
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": names.admin_secret, "labels": labels(view.name, Role.WEBAPP)},

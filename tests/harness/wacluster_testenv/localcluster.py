@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import ssl
 import subprocess
@@ -19,6 +20,7 @@ import psycopg
 
 from wacluster.api.interprocess import CHANNEL, Env, NotifyKind
 from wacluster.api.interprocess import Role as ProcessRole
+from wacluster.runtime.internal_auth import bearer
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.faults import NetworkFaults
 from wacluster_testenv.leasewatch import LeaseWatch
@@ -84,6 +86,9 @@ class LocalCluster:
     # When set, masters, coreapps and webapps start in cgroups of their own, so the network
     # faults of wacluster_testenv.faults can cut one of them off (the chaos benchmark does).
     network: NetworkFaults | None = None
+    # The cluster's internal token (the operator's Secret <cluster>-internal): one per cluster,
+    # given to its masters, coreapps and webapps, the only roles the control port admits.
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -94,6 +99,13 @@ class LocalCluster:
                 Env.GATEWAY_URL: f"http://127.0.0.1:{self.gateway_port}",
                 Env.LISTEN_HOST: "127.0.0.1", Env.ADVERTISE_HOST: "127.0.0.1",
                 **(extra or {})}
+
+    def _internal(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {Env.INTERNAL_TOKEN: self.internal_token, **(extra or {})}
+
+    def control_headers(self) -> dict[str, str]:
+        """What a caller of a coreapp's control port sends, as this cluster's masters and webapps do."""
+        return bearer(self.internal_token)
 
     def dbupgrade(self, extra_env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "wacluster", ProcessRole.DBUPGRADE], env=self._env("dbupgrade", extra_env),
@@ -127,7 +139,8 @@ class LocalCluster:
 
     def start_master(self, name: str, env: dict[str, str] | None = None) -> Role:
         argv = [sys.executable, "-m", "wacluster", ProcessRole.MASTER, "--metrics-port", "0"]
-        role = Role(name, "master", self._launch(argv, "master", name), self._env(name, env), self.workdir / f"{name}.log").start()
+        role = Role(name, "master", self._launch(argv, "master", name), self._env(name, self._internal(env)),
+                    self.workdir / f"{name}.log").start()
         self.roles[name] = role
         return role
 
@@ -136,7 +149,8 @@ class LocalCluster:
         port = free_port()
         argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0",
                 *args]
-        role = Role(name, "coreapp", self._launch(argv, "coreapp", name), self._env(name), self.workdir / f"{name}.log", port).start()
+        role = Role(name, "coreapp", self._launch(argv, "coreapp", name), self._env(name, self._internal()),
+                    self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         return role
 
@@ -166,10 +180,10 @@ class LocalCluster:
             argv += ["--media-max-bytes", str(media_max_bytes)]
         if plain_http:
             argv.append("--plain-http")
-        role = Role(name, "webapp", self._launch(argv, "webapp", name), self._env(name, {
+        role = Role(name, "webapp", self._launch(argv, "webapp", name), self._env(name, self._internal({
             Env.ADMIN_PASSWORD: password, Env.WEBHOOK_SIGNING_KEY: WEBHOOK_SIGNING_KEY,
             # The tests' webhook receivers listen on loopback, which a cluster refuses by default.
-            Env.WEBHOOK_ALLOWED_NETWORKS: webhook_allowed_networks}),
+            Env.WEBHOOK_ALLOWED_NETWORKS: webhook_allowed_networks})),
                     self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         scheme = "http" if plain_http else "https"

@@ -1,5 +1,6 @@
 """The coreapp's control port (Port.CONTROL): GET /heartbeat for the masters, POST /messages for the
-webapps (bodies: `wacluster.api.control`; errors in the API's shape, never a stack trace).
+webapps (bodies: `wacluster.api.control`; errors in the API's shape, never a stack trace). Only
+the cluster's own masters and webapps get in: every call carries the cluster's internal token.
 
 A hand-off is taken only by the serving owner of the batch's shard, only into room its outbox
 has (else 503: the webapp retries, the rows stay queued), and only for the rows it can claim in
@@ -24,6 +25,7 @@ from wacluster.api.control import MAX_HAND_OFF, HandOff, HandOffAccepted, Heartb
 from wacluster.api.errors import describe_validation
 from wacluster.db import messages as messages_db
 from wacluster.runtime.http_errors import error_response, http_exception_response, internal_error_response
+from wacluster.runtime.internal_auth import RefusalLog, require_token
 from wacluster.runtime.coreapp.outbox import Claimed
 
 if TYPE_CHECKING:
@@ -69,8 +71,11 @@ async def accept(c: Coreapp, shard: int, ids: list[str]) -> list[str] | Refusal:
     return [m.id for m in claimed]
 
 
-def control_app(c: Coreapp) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[_errors])
+def control_app(c: Coreapp, internal_token: str) -> web.Application:
+    """The control port; every call needs `internal_token` (runtime/internal_auth.py), checked
+    before the body is read."""
+    app = web.Application(client_max_size=MAX_BODY,
+                          middlewares=[_errors, require_token(internal_token, RefusalLog(log))])
     app.router.add_get("/heartbeat", partial(_heartbeat, c))
     app.router.add_post("/messages", partial(_messages, c))
     return app
@@ -111,22 +116,3 @@ async def _errors(request: web.Request, handler):
         return http_exception_response(request, exc, f"a hand-off carries at most {MAX_HAND_OFF} messages")
     except Exception:  # never a stack trace to the caller; the log has it
         return internal_error_response(log, request, "coreapp")
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response("too_large", f"a hand-off carries at most {MAX_HAND_OFF} messages")
-    except web.HTTPNotFound:
-        return error_response("not_found", f"no route for {request.method} {request.path}")
-    except web.HTTPMethodNotAllowed:
-        return error_response("method", f"{request.method} is not supported on {request.path}")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response("bad_request", exc.reason or "bad request")
-    except Exception:  # never a stack trace to the caller; the log has it
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response("internal", "an internal error occurred; see the coreapp log")

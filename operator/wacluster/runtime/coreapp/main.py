@@ -10,6 +10,7 @@ from wacluster.api.interprocess import Role
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.runtime.coreapp.control import control_app
 from wacluster.runtime.coreapp.role import Coreapp, CoreappConfig
+from wacluster.runtime.internal_auth import internal_token
 from wacluster.runtime.node import gateway_url, identity
 from wacluster.runtime.service import add_role_parser, configure_logging, metrics_app, run_apps, run_loop
 
@@ -31,13 +32,14 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging()
+    token = internal_token()  # before anything starts: without it the control port cannot be guarded
     config = CoreappConfig(ack_timeout=args.ack_timeout, outbox_capacity=args.outbox_capacity,
                            backlog_page=args.backlog_page, backlog_interval=args.backlog_interval)
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), max_size=6)
         coreapp = Coreapp(identity(args.port), pool, gateway_url(), config)
-        apps = [(control_app(coreapp), args.host, args.port)]
+        apps = [(control_app(coreapp, token), args.host, args.port)]
         if args.metrics_port:
             apps.append((metrics_app(coreapp.ready), args.host, args.metrics_port))
         try:

@@ -10,6 +10,7 @@ from wacluster.api.interprocess import MANAGED_BY, Env, Label, Role, master_leas
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.kube.connection import api_client
 from wacluster.kube.lease import KubeLeaseStore
+from wacluster.runtime.internal_auth import internal_token
 from wacluster.runtime.master.loop import Master
 from wacluster.runtime.node import identity
 from wacluster.runtime.service import add_role_parser, configure_logging, metrics_app, run_apps, run_loop
@@ -22,6 +23,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging()
+    token = internal_token()  # before anything starts: without it no coreapp answers a heartbeat
 
     async def main() -> None:
         pool = await open_pool(conninfo_from_env(), max_size=6)
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                                {**selector(cluster, Role.MASTER), Label.MANAGED_BY: MANAGED_BY} if cluster else None)
         settings_file = os.environ.get(Env.SETTINGS_FILE)
         master = Master(identity(None), pool, store, Path(settings_file) if settings_file else None,
-                        pod_api=api, namespace=namespace, cluster=cluster)
+                        pod_api=api, namespace=namespace, cluster=cluster, internal_token=token)
         apps = [(metrics_app(master.ready), args.host, args.metrics_port)] if args.metrics_port else []
         try:
             await run_apps(apps, master.run)

@@ -5,6 +5,7 @@ a standby right before its promotion."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Callable
 
@@ -14,17 +15,23 @@ from psycopg_pool import AsyncConnectionPool
 from wacluster.api.interprocess import Role
 from wacluster.db import nodes as nodes_db
 from wacluster.runtime import metrics
+from wacluster.runtime.internal_auth import bearer
+
+log = logging.getLogger("wacluster.master")
 
 
 class Heartbeats:
-    def __init__(self, name: str, pool: AsyncConnectionPool, settings: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, name: str, pool: AsyncConnectionPool, settings: Callable[[], dict[str, Any]],
+                 internal_token: str) -> None:
         self.name = name
+        self.headers = bearer(internal_token)  # a coreapp answers nobody else (runtime/internal_auth.py)
         self.pool = pool
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
         self.last_round = 0.0
         # Coreapps that failed a direct check just before a promotion; cleared when they answer.
         self.unreachable: set[str] = set()
+        self.refused_by: set[str] = set()  # coreapps that answered 401, logged once each
 
     async def open(self) -> None:
         self.session = aiohttp.ClientSession()
@@ -59,7 +66,11 @@ class Heartbeats:
         """(name, round trip in ms), or (name, None) when it did not answer in time."""
         started = time.monotonic()
         try:
-            async with self.session.get(f"http://{address}/heartbeat", timeout=timeout) as resp:
+            async with self.session.get(f"http://{address}/heartbeat", headers=self.headers, timeout=timeout) as resp:
+                if resp.status == 401 and name not in self.refused_by:  # once per coreapp, until it answers
+                    self.refused_by.add(name)
+                    log.error("%s refused this master's internal token (401): the master and the coreapps were "
+                              "started with different tokens (Secret <cluster>-internal); restart them together", name)
                 if resp.status != 200:
                     raise aiohttp.ClientError(f"status {resp.status}")
                 await resp.read()
@@ -70,4 +81,5 @@ class Heartbeats:
         metrics.HEARTBEAT_RTT.observe(rtt)
         metrics.COREAPP_HEALTHY.labels(coreapp=name).set(1)
         self.unreachable.discard(name)
+        self.refused_by.discard(name)
         return name, rtt * 1000

@@ -40,7 +40,8 @@ RELEASE_DEADLINE = 5.0     # how long a stopping master waits for its Lease rele
 
 class Master:
     def __init__(self, me: NodeIdentity, pool: AsyncConnectionPool, lease_store: KubeLeaseStore | None,
-                 settings_file: Path | None, pod_api=None, namespace: str = "default", cluster: str = "") -> None:
+                 settings_file: Path | None, pod_api=None, namespace: str = "default", cluster: str = "", *,
+                 internal_token: str) -> None:
         self.me = me
         self.pool = pool
         self.lease_store = lease_store
@@ -49,7 +50,7 @@ class Master:
         self.wake = asyncio.Event()
         self.last_sentence = ("", 0.0)
         self.last_self_check = 0.0
-        self.heartbeats = Heartbeats(me.name, pool, lambda: self.settings)
+        self.heartbeats = Heartbeats(me.name, pool, lambda: self.settings, internal_token)
         self.leadership = Leadership(me.name, pool, lease_store, self.wake, on_established=self.heartbeats.round)
         self.world = WorldReader(self.heartbeats.unreachable, pod_api, namespace, cluster)
         self.actions = Actions(me.name, self.heartbeats, self.wake)

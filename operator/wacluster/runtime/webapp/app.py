@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from wacluster.api.interprocess import MEDIA_DIR, Env, Port, Role
 from wacluster.db.connection import conninfo_from_env, open_pool
+from wacluster.runtime.internal_auth import internal_token
 from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.supervision import Policy, Supervisor
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if not signing_key:
         raise RuntimeError(f"{Env.WEBHOOK_SIGNING_KEY} is not set (the operator passes it from the "
                            f"<cluster>-webhook-signing Secret)")
+    token = internal_token()  # before anything starts: without it no coreapp takes a hand-off
 
     async def main() -> None:
         # A client waits at most DATABASE_WAIT for a connection; then it gets a 503 and Retry-After.
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         webhook_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             limit=64, resolver=AllowedDestinationsResolver(allowed)))
         cache = ShardMapCache(pool)
-        handlers = Handlers(pool, cache, Router(cache, session), session, gateway_url(), allowed)
+        handlers = Handlers(pool, cache, Router(cache, session, token), session, gateway_url(), allowed)
         contacts = ContactChecks(pool, session, gateway_url())
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
                         Media(pool, Path(args.media_dir), args.media_max_bytes), contacts)

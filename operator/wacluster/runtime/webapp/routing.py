@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from wacluster.api.control import HandedMessage, HandOff
 from wacluster.api.interprocess import NotifyKind
 from wacluster.db.listener import Listener
+from wacluster.runtime.internal_auth import bearer
 
 log = logging.getLogger("wacluster.webapp")
 
@@ -24,6 +25,7 @@ SHARD_MAP_EPOCH = Gauge("wacluster_webapp_shard_map_epoch", "Epoch of each shard
                         ["shard"])
 SHARD_MAP_AGE = Gauge("wacluster_webapp_shard_map_age_seconds", "Seconds since this webapp last reloaded the shard map.")
 RELOAD_EVERY = 2.0
+UNAUTHORIZED_LOG_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,11 @@ class ShardMapCache:
 class Router:
     """Hands stored messages to shard owners; retries through a failover until the deadline."""
 
-    def __init__(self, cache: ShardMapCache, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cache: ShardMapCache, session: aiohttp.ClientSession, internal_token: str) -> None:
         self.cache = cache
-        self.session = session
+        self.session = session  # shared with calls to the gateway: the token goes on hand-offs only
+        self.headers = bearer(internal_token)  # a coreapp answers nobody else (runtime/internal_auth.py)
+        self.refusal_logged_at = float("-inf")
 
     async def deliver(self, shard: int, ids: list[str], deadline: float) -> bool:
         """True once the shard's owner took the batch (202); False when no owner did before
@@ -100,12 +104,15 @@ class Router:
                 try:
                     timeout = aiohttp.ClientTimeout(total=max(0.1, min(2.0, deadline - time.monotonic())))
                     async with self.session.post(f"http://{owner.address}/messages", json=payload,
-                                                 timeout=timeout) as resp:
+                                                 headers=self.headers, timeout=timeout) as resp:
                         if resp.status == 202:
                             return True
-                        reason = {503: "busy", 400: "refused"}.get(resp.status, "not_owner")
+                        reason = {503: "busy", 400: "refused", 401: "unauthorized"}.get(resp.status, "not_owner")
                         if reason == "refused":  # a bug on one side or the other: retrying cannot help
                             log.error("shard %d's owner refused a hand-off: %s", shard, await resp.text())
+                            return False
+                        if reason == "unauthorized":  # the roles disagree on the token: nor can it
+                            self._unauthorized(owner)
                             return False
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                     reason = "unreachable"
@@ -120,3 +127,11 @@ class Router:
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.1))
             except asyncio.TimeoutError:
                 pass
+
+    def _unauthorized(self, owner: Owner) -> None:
+        now = time.monotonic()
+        if now - self.refusal_logged_at >= UNAUTHORIZED_LOG_EVERY:  # once a minute, not once a message
+            self.refusal_logged_at = now
+            log.error("%s (%s) refused this webapp's internal token (401): the webapp and the coreapps "
+                      "were started with different tokens (Secret <cluster>-internal); restart them together",
+                      owner.coreapp, owner.address)
