@@ -8,6 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from wacluster import __version__
 from wacluster.api import idempotency, rest, users
+from wacluster.api.media_types import MEDIA_TYPES
 
 MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
           rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse,
@@ -65,8 +66,7 @@ def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
     health = {"type": "object", "properties": {"health": {"type": "object", "additionalProperties": {"type": "object"}}}}
     settings = {"type": "object", "properties": {"settings": {"type": "object"}}}
-    binary = {"content": {t: {"schema": {"type": "string", "format": "binary"}}
-                          for t in ("image/jpeg", "image/png", "application/pdf", "text/plain")}}
+    binary = {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in MEDIA_TYPES}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "wacluster WhatsApp Business API", "version": __version__},
@@ -114,6 +114,9 @@ def openapi_document() -> dict[str, Any]:
                                              "parameters": [{"name": "media_id", "in": "path", "required": True,
                                                              "schema": {"type": "string"}}],
                                              "responses": {"200": {"description": "the media bytes", **binary},
-                                                           **_errors(401, 404)}}},
+                                                           **_errors(401, 404)}},
+                                     "delete": {**_op("Delete media (file and record)", "200", errors=(401, 404)),
+                                                "parameters": [{"name": "media_id", "in": "path", "required": True,
+                                                                "schema": {"type": "string"}}]}},
         },
     }

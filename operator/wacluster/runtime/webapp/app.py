@@ -74,6 +74,7 @@ def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChe
         ("POST", "/v1/contacts", contacts.check),
         ("POST", "/v1/media", media.upload),
         ("GET", "/v1/media/{media_id}", media.download),
+        ("DELETE", "/v1/media/{media_id}", media.delete),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

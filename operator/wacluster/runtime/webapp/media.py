@@ -12,13 +12,11 @@ from pathlib import Path
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from wacluster.api.media_types import MEDIA_TYPES, size_limit
 from wacluster.db import media as media_db
 from wacluster.runtime.webapp.errors import ApiError
 
-ALLOWED_TYPES = {
-    "image/jpeg", "image/png", "image/webp", "application/pdf", "audio/ogg", "audio/mpeg", "audio/aac",
-    "video/mp4", "text/plain",
-}
+ALLOWED_TYPES = set(MEDIA_TYPES)
 MEDIA_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -29,11 +27,13 @@ class Media:
 
     async def upload(self, request: web.Request) -> web.Response:
         content_type = request.content_type
-        if content_type not in ALLOWED_TYPES:
+        limit = size_limit(content_type, self.max_bytes)
+        if limit is None:
             raise ApiError("unsupported", f"Content-Type {content_type!r} is not accepted; use one of "
                                           f"{', '.join(sorted(ALLOWED_TYPES))}")
-        if request.content_length is not None and request.content_length > self.max_bytes:
-            raise ApiError("too_large", f"media is limited to {self.max_bytes} bytes")
+        too_large = f"{content_type} media is limited to {limit} bytes"
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError("too_large", too_large)
         media_id = uuid.uuid4().hex
         tmp = self.directory / f".{media_id}.partial"
         size = 0
@@ -43,8 +43,8 @@ class Media:
         try:
             async for chunk in request.content.iter_chunked(64 * 1024):
                 size += len(chunk)
-                if size > self.max_bytes:
-                    raise ApiError("too_large", f"media is limited to {self.max_bytes} bytes")
+                if size > limit:
+                    raise ApiError("too_large", too_large)
                 await asyncio.to_thread(out.write, chunk)
             await asyncio.to_thread(out.close)
             if size == 0:
@@ -67,3 +67,17 @@ class Media:
         if found is None or not await asyncio.to_thread(path.exists):
             raise ApiError("not_found", "no media with that id")
         return web.FileResponse(path, headers={"Content-Type": found[0]})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """The file first, then the row (as retention does): a row without its file is already 404."""
+        media_id = request.match_info["media_id"]
+        if not MEDIA_ID.match(media_id):
+            raise ApiError("not_found", "no media with that id")
+        async with self.pool.connection() as conn:
+            found = await media_db.get(conn, media_id)
+        if found is None:
+            raise ApiError("not_found", "no media with that id")
+        await asyncio.to_thread((self.directory / media_id).unlink, missing_ok=True)
+        async with self.pool.connection() as conn:
+            await media_db.remove(conn, [media_id])
+        return web.json_response({})
