@@ -7,13 +7,14 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from wacluster import __version__
-from wacluster.api import idempotency, rest, users
+from wacluster.api import idempotency, profile, rest, users
 from wacluster.api.media_types import MEDIA_TYPES
 
 MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
           rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse,
           rest.ContactsRequest, rest.ContactsResponse, users.CreateUser, users.UpdateUser, users.LoginRequest,
-          users.UsersResponse]
+          users.UsersResponse, profile.AboutRequest, profile.AboutResponse, profile.BusinessProfile,
+          profile.BusinessProfileResponse]
 
 
 def _ref(model) -> dict[str, str]:
@@ -67,6 +68,7 @@ def openapi_document() -> dict[str, Any]:
     health = {"type": "object", "properties": {"health": {"type": "object", "additionalProperties": {"type": "object"}}}}
     settings = {"type": "object", "properties": {"settings": {"type": "object"}}}
     binary = {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in MEDIA_TYPES}}
+    photo = {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in profile.PHOTO_TYPES}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "wacluster WhatsApp Business API", "version": __version__},
@@ -103,6 +105,20 @@ def openapi_document() -> dict[str, Any]:
                           "responses": {"200": {"description": "settings",
                                                 "content": {"application/json": {"schema": settings}}},
                                         **_errors(400, 401)}}},
+            "/v1/settings/profile/about": {
+                "get": _op("Read the profile's about text", "200", profile.AboutResponse, errors=(401,)),
+                "patch": _op("Change the profile's about text (ADMIN role)", "200", body=profile.AboutRequest,
+                             errors=(400, 401, 403))},
+            "/v1/settings/profile/photo": {
+                "get": {**_op("The profile photo's bytes", "200", errors=(401, 404)),
+                        "responses": {"200": {"description": "the photo", **photo}, **_errors(401, 404)}},
+                "post": {**_op("Set the profile photo (ADMIN role)", "200", errors=(400, 401, 403, 413, 415)),
+                         "requestBody": {"required": True, **photo}},
+                "delete": _op("Remove the profile photo (ADMIN role)", "200", errors=(401, 403))},
+            "/v1/settings/business/profile": {
+                "get": _op("Read the business profile", "200", profile.BusinessProfileResponse, errors=(401,)),
+                "post": _op("Change the business profile: fields sent replace, null clears (ADMIN role)", "200",
+                            body=profile.BusinessProfile, errors=(400, 401, 403))},
             "/v1/messages": {"post": {**_op("Send a message", "201", rest.MessagesResponse, body=rest.OutgoingMessage,
                                             errors=(400, 401, 409, 422, 503)),
                                       "parameters": [IDEMPOTENCY_KEY]}},

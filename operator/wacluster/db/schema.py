@@ -169,6 +169,18 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX tokens_username ON tokens (username);
     """),
+    # The profile the account shows (db/profile.py): the `about` text, the photo (its bytes and
+    # type, at most 5 MB) and the business profile. One row. Expand: a new table.
+    Migration(10, 3, """
+    CREATE TABLE profile (
+        id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+        about text,
+        photo bytea,
+        photo_content_type text,
+        business jsonb,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

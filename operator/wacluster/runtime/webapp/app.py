@@ -30,6 +30,7 @@ from wacluster.api.openapi import openapi_document
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 from wacluster.runtime.webapp.tls import reload_on_change, tls_context
 from wacluster.runtime.webapp.users import Users
+from wacluster.runtime.webapp.profile import Profile
 from wacluster.domain.webhook_destinations import parse_networks
 from wacluster.runtime.webapp.destinations import AllowedDestinationsResolver
 from wacluster.runtime.webapp.webhooks import WebhookDispatcher
@@ -54,6 +55,7 @@ async def metrics_middleware(request: web.Request, handler):
 
 def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChecks) -> web.Application:
     users = Users(auth.pool, auth)
+    profile = Profile(auth.pool)
     app = web.Application(middlewares=[metrics_middleware, meta_middleware, error_middleware, auth.middleware(),
                                        users.middleware()],
                           client_max_size=MAX_BODY)
@@ -75,6 +77,13 @@ def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChe
         ("POST", "/v1/media", media.upload),
         ("GET", "/v1/media/{media_id}", media.download),
         ("DELETE", "/v1/media/{media_id}", media.delete),
+        ("GET", "/v1/settings/profile/about", profile.get_about),
+        ("PATCH", "/v1/settings/profile/about", profile.set_about),
+        ("GET", "/v1/settings/profile/photo", profile.get_photo),
+        ("POST", "/v1/settings/profile/photo", profile.set_photo),
+        ("DELETE", "/v1/settings/profile/photo", profile.delete_photo),
+        ("GET", "/v1/settings/business/profile", profile.get_business),
+        ("POST", "/v1/settings/business/profile", profile.set_business),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
