@@ -111,3 +111,13 @@ async def test_a_takeover_whose_handshake_outlasts_the_lease_gives_up_and_closes
         await coreapp.http.close()
         await pool.close()
         await runner.cleanup()
+
+
+async def test_a_coreapp_takes_the_shard_it_was_promoted_to_last_not_the_highest_epoch(conn):
+    # wacore1 lost shard 0 (epoch 7, lease expired, not yet taken over) and was then promoted to
+    # shard 1, whose epoch is lower: epochs count per shard.
+    await conn.execute("INSERT INTO shard_map (shard, coreapp, epoch, since, lease_until) VALUES "
+                       "(0, 'wacore1', 7, now() - interval '10 seconds', now() - interval '5 seconds'), "
+                       "(1, 'wacore1', 2, now(), now() + interval '10 seconds')")
+    assert await shard_map.assignment(conn, "wacore1") == (1, 2, False)
+    assert await shard_map.assignment(conn, "wacore9") is None

@@ -132,6 +132,19 @@ async def resize(conn: AsyncConnection, count: int, term: int, holder: str) -> b
         return True
 
 
+async def assignment(conn: AsyncConnection, coreapp: str) -> tuple[int, int, bool] | None:
+    """(shard, epoch, revoked) of the shard the map most recently gave `coreapp`, or None.
+
+    The most recent promotion, not the highest epoch: epochs count per shard, and a coreapp the
+    master promoted to a new shard may still be named on its old one (an expired, unrevoked
+    lease nobody has taken over yet). Taking the old one back would leave the new one unserved
+    until its lease ran out."""
+    row = await (await conn.execute(
+        "SELECT shard, epoch, revoked FROM shard_map WHERE coreapp = %s ORDER BY since DESC, epoch DESC LIMIT 1",
+        (coreapp,))).fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
 async def renew_lease(conn: AsyncConnection, shard: int, epoch: int, coreapp: str, ttl: float) -> bool:
     """A coreapp extends its own lease; False means it no longer owns (shard, epoch)."""
     cur = await conn.execute(

@@ -25,6 +25,7 @@ from wacluster.db import account as account_db
 from wacluster.db import nodes as nodes_db
 from wacluster.db import schema
 from wacluster.db import settings as settings_db
+from wacluster.db import shard_map
 from wacluster.db.listener import Listener
 from wacluster.domain.coreapp_state import CoreappState as S
 from wacluster.domain.coreapp_state import Lifecycle
@@ -133,9 +134,7 @@ class Coreapp:
         async with self.pool.connection() as conn:
             self.settings = await settings_db.read_all(conn)
             phone = await account_db.registered_phone(conn)
-            row = await (await conn.execute(
-                "SELECT shard, epoch, revoked FROM shard_map WHERE coreapp = %s ORDER BY epoch DESC LIMIT 1",
-                (self.me.name,))).fetchone()
+            row = await shard_map.assignment(conn, self.me.name)
         self.db_ok = True
         state = self.lifecycle.state
         if state is S.SERVING:
