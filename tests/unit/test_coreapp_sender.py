@@ -64,6 +64,8 @@ class ResetSocket:
 class Gateway:
     """A link that acknowledges every batch at once (or fails its first send with `error`)."""
 
+    settles_itself = False
+
     def __init__(self, error: BaseException | None = None) -> None:
         self.error, self.frames = error, []
 

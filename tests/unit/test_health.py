@@ -45,3 +45,11 @@ def test_a_master_with_a_schema_error_says_so():
     doc = health([node("master1", "master", primary=True, error="schema version 3 is newer")],
                  registered=True, shard_count=1, stale_after=120)
     assert doc["health"]["master1:abc123def456"]["errors"][0]["details"] == "schema version 3 is newer"
+
+
+def test_a_coreapp_the_cloud_api_refuses_keeps_its_shard_and_reports_sending_paused():
+    reason = "sending paused: Cloud API 190: the access token is invalid or expired; sending paused for the account"
+    doc = health([node("wacore1", "coreapp", gateway="paused", serving=True, error=reason)],
+                 registered=True, shard_count=1, stale_after=120)["health"]
+    assert doc["wacore1:abc123def456"] == {"gateway_status": "paused", "role": "coreapp", "errors": [
+        {"code": 1011, "title": "Service not ready", "details": reason}]}

@@ -32,6 +32,14 @@ class Env:
     # Set by the pod builders on masters, coreapps and webapps only: the bearer token of the
     # coreapps' control port (the Secret <cluster>-internal).
     INTERNAL_TOKEN = "WACLUSTER_INTERNAL_TOKEN"
+    # Set by the pod builders on coreapps: which WhatsApp server they send through ("sandbox":
+    # GATEWAY_URL's websocket; "cloud": Meta's Cloud API over HTTPS) and the Cloud settings.
+    GATEWAY_MODE = "WACLUSTER_GATEWAY_MODE"
+    CLOUD_BASE_URL = "WACLUSTER_CLOUD_BASE_URL"
+    CLOUD_API_VERSION = "WACLUSTER_CLOUD_API_VERSION"
+    CLOUD_PHONE_NUMBER_ID = "WACLUSTER_CLOUD_PHONE_NUMBER_ID"
+    CLOUD_MESSAGES_PER_SECOND = "WACLUSTER_CLOUD_MESSAGES_PER_SECOND"
+    CLOUD_ACCESS_TOKEN = "WACLUSTER_CLOUD_ACCESS_TOKEN"  # from the credentials Secret; never logged
     # Set by the pod builders on the webapp only.
     TLS_DIR = "WACLUSTER_TLS_DIR"
     ADMIN_USERNAME = "WACLUSTER_ADMIN_USERNAME"

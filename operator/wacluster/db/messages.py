@@ -1,7 +1,8 @@
 """Outgoing messages: durable before the API answers, sent only by the coreapp that claimed them.
 
 A row's life: `queued` (stored by a webapp) → `claimed` (by the owner of its shard, at its epoch,
-in one of its serving sessions) → `delivered` (on the gateway's ack). A webapp that found no owner
+in one of its serving sessions) → `delivered` (on the gateway's ack), or, through the Cloud API,
+`failed` (a permanent error; see the Cloud section below). A webapp that found no owner
 in time withdraws it instead: `queued` → `cancelled`. The claim and the withdrawal each change the
 row only while it is `queued`, so whichever comes first decides: a withdrawn message is never
 sent, a claimed one is never withdrawn. A claim also checks, in the same statement, that the
@@ -186,6 +187,66 @@ async def mark_delivered(conn: AsyncConnection, ids: list[str], coreapp: str, ep
         "UPDATE messages SET status = 'delivered', delivered_at = now(), delivered_by = %s, delivered_epoch = %s "
         "WHERE id = ANY(%s) AND status IN ('queued', 'claimed')", (coreapp, epoch, ids))
     return cur.rowcount
+
+
+# --- sends through the Cloud API (schema 11) -------------------------------------------------------
+# The Cloud API has no idempotency key, so a send is recorded before it leaves: `send_started_at`
+# on the claimed row, then `delivered` with the Cloud API's wamid once it answered, or `failed`
+# on a permanent error. A row still claimed with its send started is *in doubt*: the HTTP call
+# may or may not have reached Meta. The next session that reclaims it waits a bounded window for
+# it to be resolved (by a status webhook) before sending it again.
+
+
+@dataclass(frozen=True)
+class SendState:
+    id: str
+    status: str
+    in_doubt_for: float | None  # seconds left of the in-doubt window; None: no send started
+
+
+async def mark_sending(conn: AsyncConnection, claimer: Claimer, ids: list[str]) -> list[str]:
+    """Record that these sends start now; returns the ids that may be sent: still claimed by the
+    claimer's session, while it owns the shard at its epoch with a live lease (the same check as
+    a claim), so a session that lost its shard starts no send."""
+    if not ids:
+        return []
+    rows = await (await conn.execute(
+        f"WITH {_OWNER} UPDATE messages m SET send_started_at = now() FROM owner "
+        "WHERE m.id = ANY(%(ids)s) AND m.shard = owner.shard AND m.status = 'claimed' "
+        "  AND m.claim_session = %(session)s RETURNING m.id", {**claimer.params(), "ids": ids})).fetchall()
+    return [row[0] for row in rows]
+
+
+async def mark_sent(conn: AsyncConnection, sent: dict[str, str], coreapp: str, epoch: int) -> int:
+    """The Cloud API accepted these (our id -> its wamid): delivered, the wamid beside our id."""
+    if not sent:
+        return 0
+    cur = await conn.execute(
+        "UPDATE messages m SET status = 'delivered', wamid = s.wamid, delivered_at = now(), delivered_by = %s, "
+        "  delivered_epoch = %s FROM unnest(%s::text[], %s::text[]) AS s(id, wamid) "
+        "WHERE m.id = s.id AND m.status IN ('queued', 'claimed')",
+        (coreapp, epoch, list(sent), list(sent.values())))
+    return cur.rowcount
+
+
+async def mark_failed(conn: AsyncConnection, message_id: str) -> bool:
+    """The Cloud API refused this message for good: failed (never sent again)."""
+    cur = await conn.execute(
+        "UPDATE messages SET status = 'failed', delivered_at = now() WHERE id = %s AND status IN ('queued', 'claimed')",
+        (message_id,))
+    return cur.rowcount == 1
+
+
+async def send_states(conn: AsyncConnection, ids: list[str], window: float) -> list[SendState]:
+    """Each row's status and, for a claimed row whose send started, what is left of the in-doubt
+    `window` seconds after the start (database clock; 0 once it passed)."""
+    if not ids:
+        return []
+    rows = await (await conn.execute(
+        "SELECT id, status, CASE WHEN status = 'claimed' AND send_started_at IS NOT NULL THEN "
+        "  greatest(0, extract(epoch FROM send_started_at + make_interval(secs => %s) - now()))::float8 END "
+        "FROM messages WHERE id = ANY(%s)", (window, ids))).fetchall()
+    return [SendState(*row) for row in rows]
 
 
 async def cancel(conn: AsyncConnection, message_id: str) -> bool:

@@ -181,6 +181,19 @@ MIGRATIONS: list[Migration] = [
         updated_at timestamptz NOT NULL DEFAULT now()
     );
     """),
+    # Sends through the Cloud API, which has no idempotency key (db/messages.py): a claimed row
+    # records when its send started (`send_started_at`, before the HTTP call) and, once sent, the
+    # Cloud API's `wamid` beside our id; a permanent Cloud error ends it `failed`. Expand: the
+    # status check only widens, and every query of older roles names the statuses it handles
+    # ('queued', 'claimed'; retention 'delivered', 'cancelled'), so a failed row is settled for
+    # them too; a row whose send started is still `claimed` for them.
+    Migration(11, 3, """
+    ALTER TABLE messages DROP CONSTRAINT messages_status_check;
+    ALTER TABLE messages ADD CONSTRAINT messages_status_check
+        CHECK (status IN ('queued', 'claimed', 'delivered', 'cancelled', 'failed'));
+    ALTER TABLE messages ADD COLUMN send_started_at timestamptz, ADD COLUMN wamid text;
+    CREATE INDEX messages_wamid ON messages (wamid) WHERE wamid IS NOT NULL;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -17,7 +17,7 @@ class NodeHealthInput:
     node_id: str
     role: str                 # master | coreapp
     is_primary: bool
-    gateway_status: str       # what the coreapp reports: connected | disconnected
+    gateway_status: str       # what the coreapp reports: connected | disconnected | paused
     db_heartbeat_age: float
     stopping: bool
     error: str | None
@@ -32,7 +32,8 @@ def health(nodes: list[NodeHealthInput], registered: bool, shard_count: int, sta
     out: dict[str, dict] = {}
     for node in nodes:
         key = f"{node.name}:{node.node_id}"
-        if node.error:
+        paused = node.role == "coreapp" and node.gateway_status == "paused"  # its error says why
+        if node.error and not paused:
             out[key] = not_ready(node.error)
         elif node.db_heartbeat_age > stale_after:
             out[key] = not_ready(f"{node.name} has not reported for {node.db_heartbeat_age:.0f}s")
@@ -42,6 +43,10 @@ def health(nodes: list[NodeHealthInput], registered: bool, shard_count: int, sta
             out[key] = _master(node, registered, shard_count)
         elif not registered:
             out[key] = not_ready(NOT_INSTANTIATED)
+        elif paused and node.serving_shard:
+            # It keeps its shard but the Cloud API refuses the account: nothing is sent until fixed.
+            out[key] = {"gateway_status": "paused", "role": "coreapp",
+                        **not_ready(node.error or "sending paused: the Cloud API refuses the account")}
         else:
             connected = node.serving_shard and node.gateway_status == "connected"
             out[key] = {"gateway_status": "connected" if connected else "disconnected", "role": "coreapp"}

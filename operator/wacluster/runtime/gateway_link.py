@@ -29,7 +29,10 @@ class GatewayClosed(Exception):
 
 
 class GatewayLink:
-    """Sends message batches and resolves them on the gateway's ack."""
+    """Sends message batches and resolves them on the gateway's ack (a `runtime.gateway.Gateway`)."""
+
+    settles_itself = False  # a batch without an ack in time is lost and asked about again
+    paused_reason = None    # the sandbox never pauses an account
 
     def __init__(self, session: aiohttp.ClientSession, url: str, account: str, shard: int, node: str,
                  epoch: int, on_closed: Callable[[str], Awaitable[None]],

@@ -30,3 +30,14 @@ WEBHOOK_EVENTS_PENDING = Gauge("wacluster_webhook_events_pending",
 WEBHOOK_EVENTS_DEAD_LETTERS = Gauge("wacluster_webhook_events_dead_letters",
                                     "Dead webhook events kept for replay until retention prunes them.")
 ROWS_PRUNED = Counter("wacluster_rows_pruned_total", "Rows the retention pruning deleted, by table.", ["table"])
+CLOUD_SENDS = Counter("wacluster_cloud_sends_total",
+                      "Cloud API send attempts by outcome: delivered, failed (for good), retried.", ["outcome"])
+CLOUD_THROTTLED = Counter("wacluster_cloud_throttled_total",
+                          "Cloud API answers that the account sends too fast (130429 and the like); each halves the pace.")
+CLOUD_IN_DOUBT_RESENT = Counter("wacluster_cloud_in_doubt_resent_total",
+                                "Messages whose earlier send had started with no known outcome, sent again after "
+                                "the in-doubt window (possible duplicates).")
+CLOUD_SEND_RATE = Gauge("wacluster_cloud_send_rate_limit", "The pace this coreapp sends its shard at (messages/s).")
+CLOUD_QUEUE_DEPTH = Gauge("wacluster_cloud_queue_depth", "Messages the Cloud driver holds, not yet delivered or failed.")
+CLOUD_PAUSED = Gauge("wacluster_cloud_sending_paused",
+                     "1 while the Cloud API refuses the account (token, permission, account state): nothing is sent.")

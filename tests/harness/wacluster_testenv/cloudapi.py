@@ -7,6 +7,7 @@ as Meta's does, never shipped in the product.
   an accepted send answers `{"messaging_product", "contacts": [{input, wa_id}], "messages":
   [{"id": "wamid.…"}]}` and is recorded under its `biz_opaque_callback_data`, so a test counts
   duplicates.
+- `GET /{version}/{phone_number_id}`: the phone number's fields (how a client checks its token).
 - `POST /{version}/{phone_number_id}/media` (multipart upload), `GET /{version}/{media_id}` and the
   download URL it names.
 - Status webhooks (sent, delivered, read, failed) POSTed to the configured URL, signed
@@ -215,6 +216,12 @@ class CloudApi:
         if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
             return cloud_error(401, 190, "Invalid OAuth access token - Cannot parse access token", subcode=463)
         media_id = request.match_info["media_id"]
+        if media_id == self.phone_number_id:
+            # GET /{version}/{phone-number-id}: the phone number's fields (the driver's credentials check).
+            return web.json_response({"verified_name": "wacluster test", "code_verification_status": "VERIFIED",
+                                      "display_phone_number": self.display_phone_number,
+                                      "quality_rating": "GREEN", "platform_type": "CLOUD_API",
+                                      "throughput": {"level": "STANDARD"}, "id": self.phone_number_id})
         if media_id not in self.media:
             return cloud_error(400, 100, f"Unsupported get request. Object with ID '{media_id}' does not exist",
                                subcode=33)

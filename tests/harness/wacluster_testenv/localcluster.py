@@ -89,6 +89,8 @@ class LocalCluster:
     # The cluster's internal token (the operator's Secret <cluster>-internal): one per cluster,
     # given to its masters, coreapps and webapps, the only roles the control port admits.
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Further environment of every coreapp started from now on (`use_cloud_api` sets it).
+    coreapp_env: dict[str, str] = field(default_factory=dict)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -149,10 +151,18 @@ class LocalCluster:
         port = free_port()
         argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0",
                 *args]
-        role = Role(name, "coreapp", self._launch(argv, "coreapp", name), self._env(name, self._internal()),
-                    self.workdir / f"{name}.log", port).start()
+        role = Role(name, "coreapp", self._launch(argv, "coreapp", name),
+                    self._env(name, self._internal(self.coreapp_env)), self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         return role
+
+    def use_cloud_api(self, base_url: str, access_token: str, phone_number_id: str,
+                      messages_per_second: float | None = None) -> None:
+        """Coreapps started from now on send through a (local) Cloud API instead of the sandbox."""
+        self.coreapp_env = {Env.GATEWAY_MODE: "cloud", Env.CLOUD_BASE_URL: base_url,
+                            Env.CLOUD_ACCESS_TOKEN: access_token, Env.CLOUD_PHONE_NUMBER_ID: phone_number_id}
+        if messages_per_second is not None:
+            self.coreapp_env[Env.CLOUD_MESSAGES_PER_SECOND] = str(messages_per_second)
 
     def _launch(self, argv: list[str], kind: str, name: str) -> list[str]:
         return self.network.wrap(argv, kind, name) if self.network is not None else argv

@@ -22,7 +22,7 @@ from wacluster.domain.coreapp_state import CoreappState as S
 from wacluster.domain.fencing import ShardLease
 from wacluster.runtime import metrics
 from wacluster.runtime.coreapp.outbox import Outbox
-from wacluster.runtime.gateway_link import GatewayLink
+from wacluster.runtime.gateway import Gateway
 
 if TYPE_CHECKING:
     from wacluster.runtime.coreapp.role import Coreapp
@@ -35,7 +35,7 @@ class Session:
     shard: int
     epoch: int
     lease: ShardLease
-    link: GatewayLink
+    link: Gateway
     outbox: Outbox
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -58,7 +58,7 @@ class Ownership:
         leaves it a standby again (the next decision cycle may retry)."""
         c = self.coreapp
         c.lifecycle.move(S.TAKING_OVER, f"promoted to shard {shard} (epoch {epoch})")
-        link: GatewayLink | None = None
+        link: Gateway | None = None
         try:
             ttl = c.wanted_ttl()
             lease = ShardLease(shard, epoch, ttl)
@@ -68,9 +68,9 @@ class Ownership:
                     return self._back_to_standby(f"promotion to shard {shard} (epoch {epoch}) was withdrawn "
                                                  "before it started")
             lease.confirmed(sent)
-            opened = GatewayLink(c.http, c.gateway_url, phone, shard, c.me.name, epoch,
-                                 on_closed=lambda reason: self._link_closed(opened, shard, epoch, reason),
-                                 on_status=c.statuses.record)
+            session_id = uuid.uuid4().hex  # the Cloud driver marks its sends with the session's claims
+            opened = c.gateway_for(shard, epoch, phone, session_id,
+                                   on_closed=lambda reason: self._link_closed(opened, shard, epoch, reason))
             link = opened  # closed below unless a session takes it
             try:
                 # Bounded by the lease: a handshake still running when the lease ends could
@@ -81,11 +81,10 @@ class Ownership:
                 return self._back_to_standby(f"could not connect shard {shard} to the gateway: {reason}")
             if not lease.valid(time.monotonic()):
                 return self._back_to_standby(f"took too long to connect shard {shard}; giving it back")
-            async with c.pool.connection() as conn:
-                await nodes_db.set_state(conn, c.me.name, gateway_status="connected")
+            await c.record_gateway_status(link)  # connected, or paused (the Cloud API refuses the account)
             if link.closed_reason:
                 return self._back_to_standby(f"the gateway closed shard {shard}'s new connection: {link.closed_reason}")
-            session = Session(shard, epoch, lease, link, Outbox(c.config.outbox_capacity))
+            session = Session(shard, epoch, lease, link, Outbox(c.config.outbox_capacity), session_id)
             c.session = session
             link = None  # the session owns it now
             c.lifecycle.move(S.SERVING, f"connected shard {shard} (epoch {epoch})")
@@ -105,7 +104,7 @@ class Ownership:
         self.coreapp.lifecycle.move(S.STANDBY, sentence)
         self.coreapp.say(sentence)
 
-    async def _link_closed(self, link: GatewayLink, shard: int, epoch: int, reason: str) -> None:
+    async def _link_closed(self, link: Gateway, shard: int, epoch: int, reason: str) -> None:
         if "replaced" in reason or "banned" in reason:
             self.given_up.add((shard, epoch))
         session = self.coreapp.session
@@ -131,7 +130,7 @@ class Ownership:
         c.say(f"stopped serving shard {session.shard} because {reason}")
         try:
             async with c.pool.connection() as conn:
-                await nodes_db.set_state(conn, c.me.name, gateway_status="disconnected")
+                await nodes_db.set_state(conn, c.me.name, gateway_status="disconnected", error=None)
         except Exception as exc:
             c.log.warning("could not record the disconnection: %s", exc)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,14 +28,20 @@ from wacluster.db import schema
 from wacluster.db import settings as settings_db
 from wacluster.db import shard_map
 from wacluster.db.listener import Listener
+from wacluster.db.messages import Claimer
 from wacluster.domain.coreapp_state import CoreappState as S
 from wacluster.domain.coreapp_state import Lifecycle
 from wacluster.domain.ha import lease_ttl
+from wacluster.domain.pacing import shard_rate
 from wacluster.runtime.coreapp.backlog import Backlog
+from wacluster.runtime.coreapp.cloud_gateway import CloudGateway
+from wacluster.runtime.coreapp.cloud_ledger import CloudLedger
 from wacluster.runtime.coreapp.handoff import planned_handoff
 from wacluster.runtime.coreapp.ownership import Ownership, Session
 from wacluster.runtime.coreapp.sender import Sender
 from wacluster.runtime.coreapp.statuses import Statuses
+from wacluster.runtime.gateway import CloudSettings, Gateway
+from wacluster.runtime.gateway_link import GatewayLink
 from wacluster.runtime.supervision import Policy, RoleFailed, Supervisor
 from wacluster.runtime.node import NodeIdentity
 from wacluster.runtime.service import first_of
@@ -52,6 +59,10 @@ class CoreappConfig:
     outbox_capacity: int = 10_000      # messages in hand at most; beyond, hand-offs get a 503
     backlog_page: int = 1000           # rows per page of the backlog scan
     backlog_interval: float = 5.0      # seconds between backlog scans (also woken on losses)
+    # Cloud API only: how long after its start a send with no known outcome is waited for (a
+    # status webhook may resolve it) before the next session sends it again.
+    cloud_in_doubt_window: float = 30.0
+    cloud_pause_check_interval: float = 30.0  # seconds between credential checks while paused
 
     @property
     def stale_claim_after(self) -> float:
@@ -61,10 +72,11 @@ class CoreappConfig:
 
 class Coreapp:
     def __init__(self, me: NodeIdentity, pool: AsyncConnectionPool, gateway_url: str,
-                 config: CoreappConfig | None = None) -> None:
+                 config: CoreappConfig | None = None, cloud: CloudSettings | None = None) -> None:
         self.me = me
         self.pool = pool
         self.gateway_url = gateway_url
+        self.cloud = cloud  # None: the sandbox protocol at gateway_url
         self.config = config or CoreappConfig()
         self.log = log
         self.settings: dict[str, Any] = dict(settings_db.DEFAULTS)
@@ -184,6 +196,43 @@ class Coreapp:
             self.lifecycle.move(S.STOPPED, reason)
 
     # --- shared by the parts ---------------------------------------------------------------------------
+
+    def gateway_for(self, shard: int, epoch: int, phone: str, session_id: str,
+                    on_closed) -> Gateway:
+        """The driver of a new session: the sandbox's websocket, or the Cloud API."""
+        if self.cloud is None:
+            return GatewayLink(self.http, self.gateway_url, phone, shard, self.me.name, epoch,
+                               on_closed=on_closed, on_status=self.statuses.record,
+                               on_inbound=self.statuses.record_inbound)
+        link: CloudGateway | None = None
+
+        def may_send() -> bool:
+            session = self.session
+            return (session is not None and session.link is link and self.lifecycle.sends
+                    and session.lease.valid(time.monotonic()))
+
+        async def on_paused(reason: str | None) -> None:
+            session = self.session
+            if session is not None and session.link is link:
+                try:
+                    await self.record_gateway_status(link)
+                except Exception as exc:  # the next change or takeover records it
+                    log.warning("could not record the gateway status: %s", exc)
+
+        link = CloudGateway(self.http, self.cloud, CloudLedger(self, Claimer(self.me.name, shard, epoch, session_id)),
+                            rate=shard_rate(self.cloud.messages_per_second, int(self.settings["shards"])),
+                            in_doubt_window=self.config.cloud_in_doubt_window,
+                            pause_check_every=self.config.cloud_pause_check_interval,
+                            may_send=may_send, on_paused=on_paused)
+        return link
+
+    async def record_gateway_status(self, link: Gateway) -> None:
+        """`connected`, or `paused` with the reason (the Cloud API refuses the account), for
+        /v1/health."""
+        paused = link.paused_reason
+        async with self.pool.connection() as conn:
+            await nodes_db.set_state(conn, self.me.name, gateway_status="paused" if paused else "connected",
+                                     error=f"sending paused: {paused}" if paused else None)
 
     def wanted_ttl(self) -> float:
         """The shard lease for the current interval settings (they apply live)."""

@@ -9,11 +9,15 @@ the acknowledged messages delivered as acks come in (several batches in one stat
 acks are in together; a batch whose ack is late holds up no other).
 A batch with no ack in time, or whose recording failed, is *lost*: the backlog scan asks the
 gateway which of its messages arrived and sends the rest again. Nothing is ever dropped silently.
+A driver that settles every message itself (the Cloud API's: it paces and retries until each is
+delivered or failed, and records both) has no ack deadline: its batch ends when its messages do,
+or when the session ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,7 +76,8 @@ class Sender:
             if c.session is session:
                 await c.ownership.fence(f"the gateway connection failed while sending ({exc})")
             return
-        self._sent.append(_Sent(session, ids, ack, time.monotonic() + c.config.ack_timeout))
+        wait = math.inf if session.link.settles_itself else c.config.ack_timeout
+        self._sent.append(_Sent(session, ids, ack, time.monotonic() + wait))
         ack.add_done_callback(lambda _: self._sent_ready.set())
         self._sent_ready.set()
 
@@ -96,6 +101,7 @@ class Sender:
                 await self._record(resolved)
                 continue
             timeout = min(item.deadline for item in self._sent) - now if self._sent else None
+            timeout = None if timeout == math.inf else timeout
             try:
                 await asyncio.wait_for(self._sent_ready.wait(), timeout=timeout)
             except asyncio.TimeoutError:
