@@ -36,12 +36,16 @@ class GatewayLink:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, account: str, shard: int, node: str,
                  epoch: int, on_closed: Callable[[str], Awaitable[None]],
-                 on_status: Callable[[list[dict]], Awaitable[None]] | None = None) -> None:
+                 on_status: Callable[[list[dict]], Awaitable[None]] | None = None,
+                 on_inbound: Callable[[dict], Awaitable[bool]] | None = None) -> None:
         self.session = session
         self.url = url.rstrip("/") + "/connect"
         self.params = {"account": account, "shard": str(shard), "node": node, "epoch": str(epoch)}
         self.on_closed = on_closed
         self.on_status = on_status
+        # An inbound frame's payload (an on-premises webhook body); True once it is durable, and
+        # only then is the frame acknowledged (the gateway sends it again otherwise).
+        self.on_inbound = on_inbound
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: OrderedDict[int, asyncio.Future] = OrderedDict()
         self._refs = itertools.count(1)
@@ -72,6 +76,9 @@ class GatewayLink:
                         future.set_result(data.get("ids", []))
                 elif kind == "status" and self.on_status is not None:
                     await self.on_status(data.get("statuses", []))
+                elif kind == "inbound" and self.on_inbound is not None:
+                    if await self.on_inbound(data.get("payload") or {}):
+                        await self.ws.send_json({"type": "inbound_ack", "ref": data.get("ref")})
                 elif kind in ("replaced", "banned", "error"):
                     reason = f"gateway said {kind}: {data}"
                     break

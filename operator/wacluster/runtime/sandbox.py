@@ -14,7 +14,9 @@ so a client that takes over a shard resends only what its predecessor did not se
 (`ack`, `known`) echoes the `ref` of its request when the request carried one.
 Deliveries keep each message's type and body, whatever the type. POST /v1/contacts answers which
 numbers are on WhatsApp (all but those ending in 0000, `has_whatsapp`).
-Everything is deterministic and inspectable at GET /inspect.
+Everything is deterministic and inspectable at GET /inspect. POST /inbound/{message,status,error}
+makes the server send the business an inbound message, a status change or an error
+(runtime/sandbox_inbound.py).
 
 Faults for tests (POST /faults), the network failures the real service's clients must survive:
 `reset_on_send: n` makes each of the next n send frames deliver the first half of its batch and
@@ -41,6 +43,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from wacluster.api.interprocess import Env, Port, Role
+from wacluster.runtime.sandbox_inbound import InboundEvents
 from wacluster.runtime.service import metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.sandbox")
@@ -111,6 +114,7 @@ def registration_code(phone: str) -> str:
 class Gateway:
     def __init__(self, state: GatewayState | None = None) -> None:
         self.state = state or GatewayState()
+        self.inbound = InboundEvents(self.state.live)  # inbound messages and statuses on request
 
     async def connect(self, request: web.Request) -> web.WebSocketResponse:
         query = request.query
@@ -128,11 +132,15 @@ class Gateway:
             return ws
         await self._admit(Connection(ws, account, shard, node, epoch))
         await ws.send_json({"type": "connected", "shard": shard, "epoch": epoch})
+        await self.inbound.resend(account)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 frame = msg.json()
+                if frame.get("type") == "inbound_ack":
+                    self.inbound.acknowledged(account, frame.get("ref"))
+                    continue
                 self._count_sends(ws, account, shard, node, epoch, frame)
                 fault = self._fault(ws, request.transport, account, shard, node, epoch, frame)
                 if fault == "reset":
@@ -309,6 +317,7 @@ class Gateway:
         app.router.add_get("/inspect", self.inspect)
         app.router.add_get("/inspect/deliveries", self.inspect_deliveries)
         app.router.add_post("/faults", self.faults)
+        app.router.add_post("/inbound/{kind}", self.inbound.produce)
         return app
 
 

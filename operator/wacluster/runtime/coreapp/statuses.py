@@ -1,4 +1,5 @@
-"""Delivery statuses from the gateway become webhook events (durable; any webapp posts them)."""
+"""Delivery statuses and inbound notifications from the gateway become webhook events (durable; any
+webapp posts them) in the on-premises shapes."""
 
 from __future__ import annotations
 
@@ -19,11 +20,25 @@ class Statuses:
         c = self.coreapp
         if not c.settings.get("webhook_url") or not statuses:
             return
-        session = c.session
         try:
             async with c.pool.connection() as conn:
                 await webhooks_db.enqueue(conn, [{"statuses": [
-                    {**s, "timestamp": str(int(time.time())), "shard": session.shard if session else None}
-                    for s in statuses]}])
+                    {"timestamp": str(int(time.time())), **s} for s in statuses]}])
         except Exception as exc:
             c.log.warning("could not queue %d status webhook(s): %s", len(statuses), exc)
+
+    async def record_inbound(self, payload: dict) -> bool:
+        """An inbound notification of the gateway (a user's message, a status change, an error),
+        already in the on-premises webhook shape, queued as one webhook event. True when it is
+        durable or there is nowhere to send it (no webhook URL, as for statuses); False when it
+        could not be stored, so the gateway keeps it and sends it again."""
+        c = self.coreapp
+        if not c.settings.get("webhook_url") or not payload:
+            return True
+        try:
+            async with c.pool.connection() as conn:
+                await webhooks_db.enqueue(conn, [payload])
+        except Exception as exc:
+            c.log.warning("could not queue an inbound webhook: %s", exc)
+            return False
+        return True
