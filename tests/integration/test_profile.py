@@ -26,6 +26,8 @@ def test_about_is_stored_and_returned_by_every_webapp(lone_webapp):
     too_long = api.request("PATCH", "/v1/settings/profile/about", {"text": "x" * 140})
     assert too_long.status == 400 and too_long.error["code"] == 1009 and "text" in too_long.error["details"]
     assert api.request("PATCH", "/v1/settings/profile/about", {}).error["code"] == 1008
+    nul = api.request("PATCH", "/v1/settings/profile/about", {"text": "a\u0000b"})
+    assert nul.status == 400 and "NUL" in nul.error["details"]
 
 
 def test_the_photo_is_stored_returned_and_removed(lone_webapp):
@@ -55,7 +57,7 @@ def test_the_business_profile_keeps_what_a_change_leaves_out(lone_webapp):
     assert stored == {**full, "description": "We sell more"}
     for bad, field in [({"vertical": "Space Travel"}, "vertical"), ({"email": "not an email"}, "email"),
                        ({"websites": ["https://a.example", "https://b.example", "https://c.example"]}, "websites"),
-                       ({"colour": "red"}, "colour")]:
+                       ({"colour": "red"}, "colour"), ({"address": "1 Hacker\u0000Way"}, "address")]:
         reply = api.request("POST", "/v1/settings/business/profile", bad)
         assert reply.status == 400 and field in reply.error["details"], (bad, reply.body)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from wacluster.api.rest import Meta
 from wacluster.api.strict import Strict
@@ -24,8 +24,18 @@ Vertical = Literal[
 Website = Annotated[str, StringConstraints(max_length=256, pattern=r"^https?://\S+$")]
 
 
+def _no_nul(value):
+    """PostgreSQL text cannot hold U+0000: refused here, with its field's name, not at the INSERT."""
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(t, str) and "\x00" in t for t in texts):
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
 class AboutRequest(Strict):
     text: str = Field(..., min_length=1, max_length=139, description="the profile's about text")
+
+    _text = field_validator("text")(_no_nul)
 
 
 class BusinessProfile(Strict):
@@ -35,6 +45,8 @@ class BusinessProfile(Strict):
     vertical: Vertical | None = None
     websites: list[Website] | None = Field(
         None, max_length=2, description="at most two, each starting with http:// or https://")
+
+    _texts = field_validator("address", "description", "email", "websites")(_no_nul)
 
 
 class AboutText(Strict):
