@@ -204,6 +204,7 @@ def test_a_killed_owners_in_doubt_sends_are_resent_after_the_window_and_counted(
                details=lambda: str(cluster.query("SELECT status, count(*) FROM messages GROUP BY status")))
     resent = metric(ports[successor], "wacluster_cloud_in_doubt_resent_total")
     duplicates = cloud.api.duplicates()
+    print(f"in doubt and resent: {resent:g}; duplicates the Cloud API counted: {len(duplicates)}")
     assert set(cloud.api.counts()) == set(ids)
     # Every duplicate is a send that was in flight when its owner died, resent after the window.
     assert resent >= 1
