@@ -85,7 +85,7 @@ class CloudGateway:
     def __init__(self, http: aiohttp.ClientSession, settings: CloudSettings, ledger: CloudLedger, *,
                  rate: float, in_doubt_window: float, pause_check_every: float,
                  may_send: Callable[[], bool], on_paused: Callable[[str | None], Awaitable[None]],
-                 concurrency: int = 64) -> None:
+                 on_closed: Callable[[str], Awaitable[None]], concurrency: int = 64) -> None:
         self.http = http
         self.settings = settings
         self.ledger = ledger
@@ -94,6 +94,7 @@ class CloudGateway:
         self.pause_check_every = pause_check_every
         self.may_send = may_send
         self.on_paused = on_paused
+        self.on_closed = on_closed
         self.concurrency = concurrency
         self.closed_reason: str | None = None
         self.paused_reason: str | None = None
@@ -114,7 +115,7 @@ class CloudGateway:
             raise GatewayClosed(f"the Cloud API did not confirm phone number {self.settings.phone_number_id}: "
                                 f"{failure.reason}")
         metrics.CLOUD_SEND_RATE.set(self.pacer.rate)
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="cloud-dispatcher")
+        self._dispatcher = asyncio.create_task(self._guarded(self._dispatch(), "dispatcher"), name="cloud-dispatcher")
         if failure is not None:
             await self._pause(failure.reason)
 
@@ -168,7 +169,8 @@ class CloudGateway:
         """Stop at once. Sends in flight are cut off: their rows stay started, in doubt for the
         next session."""
         self.closed_reason = self.closed_reason or "closed by the coreapp"
-        tasks = [t for t in (self._dispatcher, self._checker, *self._tasks) if t is not None]
+        tasks = [t for t in (self._dispatcher, self._checker, *self._tasks)
+                 if t is not None and t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -178,6 +180,19 @@ class CloudGateway:
         self._queues.clear()
         self._depth()
         metrics.CLOUD_PAUSED.set(0)
+
+    async def _guarded(self, work: Awaitable[None], what: str) -> None:
+        """Run one of the driver's tasks; if it fails, the driver closes and says so (the coreapp
+        fences the session: its claims go to the next session), so no task dies silently."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("the Cloud driver's %s failed", what)
+            if self.closed_reason is None:
+                self.closed_reason = f"the Cloud driver's {what} failed: {exc!r}"
+                await self.on_closed(self.closed_reason)
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -198,7 +213,7 @@ class CloudGateway:
                     self._busy.discard(item.to)  # started on paper only: in doubt if the session ends now
                     continue
                 self.pacer.take(time.monotonic())
-                task = asyncio.create_task(self._post(item), name="cloud-send")
+                task = asyncio.create_task(self._guarded(self._post(item), "send"), name="cloud-send")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -350,7 +365,8 @@ class CloudGateway:
                       self.settings.phone_number_id, reason, self.pause_check_every)
             await self.on_paused(reason)
         if self._checker is None or self._checker.done():
-            self._checker = asyncio.create_task(self._check_until_resumed(), name="cloud-credentials-check")
+            self._checker = asyncio.create_task(self._guarded(self._check_until_resumed(), "credentials check"),
+                                                name="cloud-credentials-check")
 
     async def _check_until_resumed(self) -> None:
         while self.paused_reason is not None:

@@ -223,7 +223,7 @@ class Coreapp:
                             rate=shard_rate(self.cloud.messages_per_second, int(self.settings["shards"])),
                             in_doubt_window=self.config.cloud_in_doubt_window,
                             pause_check_every=self.config.cloud_pause_check_interval,
-                            may_send=may_send, on_paused=on_paused)
+                            may_send=may_send, on_paused=on_paused, on_closed=on_closed)
         return link
 
     async def record_gateway_status(self, link: Gateway) -> None:
