@@ -40,12 +40,22 @@ class Env:
     CLOUD_PHONE_NUMBER_ID = "WACLUSTER_CLOUD_PHONE_NUMBER_ID"
     CLOUD_MESSAGES_PER_SECOND = "WACLUSTER_CLOUD_MESSAGES_PER_SECOND"
     CLOUD_ACCESS_TOKEN = "WACLUSTER_CLOUD_ACCESS_TOKEN"  # from the credentials Secret; never logged
+    # Set by the pod builders on webapps in cloud mode (CLOUD_PHONE_NUMBER_ID too): the endpoint
+    # Meta posts the Cloud API's webhooks to (runtime/webapp/cloud_webhooks.py). The app secret
+    # and verify token come from the credentials Secret; never logged.
+    CLOUD_APP_SECRET = "WACLUSTER_CLOUD_APP_SECRET"
+    CLOUD_VERIFY_TOKEN = "WACLUSTER_CLOUD_VERIFY_TOKEN"
+    CLOUD_WEBHOOK_PATH = "WACLUSTER_CLOUD_WEBHOOK_PATH"
     # Set by the pod builders on the webapp only.
     TLS_DIR = "WACLUSTER_TLS_DIR"
     ADMIN_USERNAME = "WACLUSTER_ADMIN_USERNAME"
     ADMIN_PASSWORD = "WACLUSTER_ADMIN_PASSWORD"
     WEBHOOK_SIGNING_KEY = "WACLUSTER_WEBHOOK_SIGNING_KEY"            # HMAC key of outgoing webhooks
     WEBHOOK_ALLOWED_NETWORKS = "WACLUSTER_WEBHOOK_ALLOWED_NETWORKS"  # CIDRs, comma-separated
+    # Gateway mode cloud only, from the credentials Secret; never logged. The app secret checks the
+    # signature of Meta's webhooks, the verify token answers Meta's subscription check.
+    CLOUD_APP_SECRET = "WACLUSTER_CLOUD_APP_SECRET"
+    CLOUD_VERIFY_TOKEN = "WACLUSTER_CLOUD_VERIFY_TOKEN"
     # Set by the pod builders on the dbupgrade Job; the seeds' name, hence no prefix.
     EXIT_ON_SUCCESS = "EXIT_ON_SUCCESS"
 

@@ -91,6 +91,8 @@ class LocalCluster:
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # Further environment of every coreapp started from now on (`use_cloud_api` sets it).
     coreapp_env: dict[str, str] = field(default_factory=dict)
+    # Further environment of every webapp started from now on (e.g. the Cloud webhook secrets).
+    webapp_env: dict[str, str] = field(default_factory=dict)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class LocalCluster:
         role = Role(name, "webapp", self._launch(argv, "webapp", name), self._env(name, self._internal({
             Env.ADMIN_PASSWORD: password, Env.WEBHOOK_SIGNING_KEY: WEBHOOK_SIGNING_KEY,
             # The tests' webhook receivers listen on loopback, which a cluster refuses by default.
-            Env.WEBHOOK_ALLOWED_NETWORKS: webhook_allowed_networks})),
+            Env.WEBHOOK_ALLOWED_NETWORKS: webhook_allowed_networks, **self.webapp_env})),
                     self.workdir / f"{name}.log", port).start()
         self.roles[name] = role
         scheme = "http" if plain_http else "https"
