@@ -139,6 +139,54 @@ def test_network_policies_are_kept_per_role_and_removed_when_switched_off(k, ns)
     until_reconciled(lambda: names() == [], what="every NetworkPolicy removed")
 
 
+CLOUD_TOKEN = "EAAG-operator-test-token-never-shown-9c1e"
+
+
+def _cloud_gateway(phone_number_id="106540352242922", **extra):
+    return {"mode": "cloud", "cloud": {"phoneNumberId": phone_number_id, "credentialsSecret": "meta-cloud", **extra}}
+
+
+def _create_cloud_secret(k, ns):
+    k("create", "secret", "generic", "meta-cloud", "-n", ns, f"--from-literal=access-token={CLOUD_TOKEN}",
+      "--from-literal=app-secret=app-secret-value", "--from-literal=verify-token=verify-token-value")
+
+
+def _container_env(k, ns, deployment):
+    container = get(k, ns, "deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_a_cloud_cluster_runs_no_sandbox_and_gives_the_coreapps_the_cloud_account(k, ns, running_operator):
+    _create_cloud_secret(k, ns)
+    apply_cluster(k, ns, gateway=_cloud_gateway(messagesPerSecond=250))
+    wait_phase(k, ns, "Ready")
+    for kind in ("deployment", "service", "networkpolicy"):
+        assert "wa-sandbox" not in k("get", kind, "-n", ns, "-o", "name")
+    env = _container_env(k, ns, "wa-coreapp")
+    assert env["WACLUSTER_GATEWAY_MODE"] == "cloud"
+    assert env["WACLUSTER_CLOUD_PHONE_NUMBER_ID"] == "106540352242922"
+    assert env["WACLUSTER_CLOUD_MESSAGES_PER_SECOND"] == "250"
+    assert env["WACLUSTER_CLOUD_ACCESS_TOKEN"] == {"secretKeyRef": {"name": "meta-cloud", "key": "access-token"}}
+    assert "WACLUSTER_CLOUD_ACCESS_TOKEN" not in _container_env(k, ns, "wa-webapp")
+    # The operator never reads the Secret: the token is nowhere it writes.
+    events = k("get", "events", "-n", ns, "-o", "json")
+    assert CLOUD_TOKEN not in json.dumps(get(k, ns, "wac", "wa")) + events + running_operator.log()
+
+
+def test_switching_a_cluster_to_the_cloud_api_prunes_its_sandbox(k, ns):
+    apply_cluster(k, ns)
+    wait_phase(k, ns, "Ready")
+    assert get(k, ns, "deployment", "wa-sandbox")
+    _create_cloud_secret(k, ns)
+    apply_cluster(k, ns, gateway=_cloud_gateway())
+    until_reconciled(lambda: not any("wa-sandbox" in k("get", kind, "-n", ns, "-o", "name")
+                                     for kind in ("deployment", "service", "networkpolicy")),
+                     what="the sandbox's Deployment, Service and NetworkPolicy pruned")
+    until_reconciled(lambda: _container_env(k, ns, "wa-coreapp").get("WACLUSTER_GATEWAY_MODE") == "cloud",
+                     what="coreapps in cloud mode")
+    wait_phase(k, ns, "Ready")
+
+
 def test_the_generated_api_certificate_is_renewed_when_its_renewal_time_has_come(k, ns):
     apply_cluster(k, ns)
     wait_phase(k, ns, "Ready")
@@ -219,6 +267,13 @@ INVALID = [
     ({"monitoring": {"leaseDuration": 5, "renewDeadline": 10}}, "leaseDuration > renewDeadline > retryPeriod"),
     ({"database": {"mode": "external"}}, "database.external (host and credentialsSecret) is required"),
     ({"gateway": {"mode": "external"}}, "gateway.endpoint is required"),
+    ({"gateway": {"mode": "cloud", "cloud": {"credentialsSecret": "meta-cloud"}}},
+     "gateway.cloud.phoneNumberId and gateway.cloud.credentialsSecret are required when gateway.mode is cloud"),
+    ({"gateway": {"mode": "cloud"}}, "gateway.cloud.phoneNumberId and gateway.cloud.credentialsSecret are required"),
+    ({"gateway": {"cloud": {"phoneNumberId": "1065", "credentialsSecret": "meta-cloud"}}},
+     "gateway.cloud is set only when gateway.mode is cloud"),
+    ({"gateway": {"mode": "cloud", "cloud": {"phoneNumberId": "1065", "credentialsSecret": "meta-cloud",
+                                             "messagesPerSecond": 5000}}}, "spec.gateway.cloud.messagesPerSecond"),
     ({"masters": {"replicas": 0}}, "spec.masters.replicas"),
     ({"version": "bad version!"}, "spec.version"),
     ({"media": {"accessMode": "ReadOnlyMany"}}, "spec.media.accessMode"),
@@ -353,7 +408,7 @@ def test_status_mirrors_the_primary_master_and_shard_map_published_on_the_lease(
     assert degraded["reason"] == "ShardsUnassigned" and "[0]" in degraded["message"]
 
 
-@pytest.mark.parametrize("example", ["minimal.yaml", "multiconnect.yaml", "production.yaml"])
+@pytest.mark.parametrize("example", ["minimal.yaml", "multiconnect.yaml", "production.yaml", "cloud.yaml"])
 def test_examples_are_accepted_by_the_api_server(k, crd, example):
     from pathlib import Path
 

@@ -48,6 +48,20 @@ def test_cross_field_rules_are_cel_validations():
     assert "self.mode == oldSelf.mode" in text
 
 
+def test_the_cloud_gateway_is_complete_in_cloud_mode_and_absent_otherwise():
+    gateway = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["gateway"]
+    rules = {r["message"]: r["rule"] for r in gateway["x-kubernetes-validations"]}
+    required = rules["gateway.cloud.phoneNumberId and gateway.cloud.credentialsSecret are required when gateway.mode is cloud"]
+    assert "has(self.cloud.phoneNumberId)" in required and "has(self.cloud.credentialsSecret)" in required
+    assert rules["gateway.cloud is set only when gateway.mode is cloud"] == "self.mode == 'cloud' || !has(self.cloud)"
+    cloud = gateway["properties"]["cloud"]
+    assert "default" not in cloud  # absent unless given, so has(self.cloud) sees the user's intent
+    assert cloud["properties"]["messagesPerSecond"] | {"description": ""} == {
+        "type": "integer", "default": 80, "minimum": 1, "maximum": 1000, "description": ""}
+    assert cloud["properties"]["apiVersion"]["default"] == "v23.0"
+    assert cloud["properties"]["baseUrl"]["default"] == "https://graph.facebook.com"
+
+
 def test_printer_columns_answer_ready_version_shards_primary_age():
     columns = [c["name"] for c in crd()["spec"]["versions"][0]["additionalPrinterColumns"]]
     for wanted in ("Ready", "Version", "Shards", "Primary", "Age"):

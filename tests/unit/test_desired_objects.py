@@ -117,6 +117,73 @@ def test_external_gateway_runs_no_sandbox():
     assert env["WACLUSTER_GATEWAY_URL"] == "https://gw.example"
 
 
+CLOUD = {"mode": "cloud", "cloud": {"phoneNumberId": "106540352242922", "credentialsSecret": "meta-cloud"}}
+
+
+def _containers(objects):
+    return {name: o["spec"]["template"]["spec"]["containers"][0] for (kind, name), o in objects.items()
+            if kind in ("Deployment", "Job")}
+
+
+def _env(container) -> dict[str, dict]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_cloud_gateway_runs_no_sandbox_and_points_no_role_at_one():
+    objects = _index(owned_objects(_view(gateway=CLOUD), "1.0.0"))
+    assert not [key for key in objects if key[1] == "wa-sandbox"]
+    for name, container in _containers(objects).items():
+        assert "WACLUSTER_GATEWAY_URL" not in _env(container), name
+
+
+def test_cloud_gateway_settings_reach_the_coreapps_with_the_defaults():
+    env = _env(_containers(_index(owned_objects(_view(gateway=CLOUD), "1.0.0")))["wa-coreapp"])
+    values = {name: e.get("value") for name, e in env.items()}
+    assert values["WACLUSTER_GATEWAY_MODE"] == "cloud"
+    assert values["WACLUSTER_CLOUD_PHONE_NUMBER_ID"] == "106540352242922"
+    assert values["WACLUSTER_CLOUD_API_VERSION"] == "v23.0"
+    assert values["WACLUSTER_CLOUD_BASE_URL"] == "https://graph.facebook.com"
+    assert values["WACLUSTER_CLOUD_MESSAGES_PER_SECOND"] == "80"
+    tuned = {**CLOUD, "cloud": {**CLOUD["cloud"], "messagesPerSecond": 250, "apiVersion": "v24.0",
+                                "baseUrl": "http://cloudapi.test:8088"}}
+    env = _env(_containers(_index(owned_objects(_view(gateway=tuned), "1.0.0")))["wa-coreapp"])
+    assert env["WACLUSTER_CLOUD_MESSAGES_PER_SECOND"]["value"] == "250"
+    assert env["WACLUSTER_CLOUD_API_VERSION"]["value"] == "v24.0"
+    assert env["WACLUSTER_CLOUD_BASE_URL"]["value"] == "http://cloudapi.test:8088"
+
+
+def test_cloud_credentials_reach_only_the_roles_that_use_them_and_only_by_reference():
+    containers = _containers(_index(owned_objects(_view(gateway=CLOUD), "1.0.0")))
+    refs = {name: {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                   if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "meta-cloud"}
+            for name, container in containers.items()}
+    assert refs["wa-coreapp"] == {"WACLUSTER_CLOUD_ACCESS_TOKEN": {"name": "meta-cloud", "key": "access-token"}}
+    assert refs["wa-webapp"] == {"WACLUSTER_CLOUD_APP_SECRET": {"name": "meta-cloud", "key": "app-secret"},
+                                 "WACLUSTER_CLOUD_VERIFY_TOKEN": {"name": "meta-cloud", "key": "verify-token"}}
+    assert {name: r for name, r in refs.items() if name not in ("wa-coreapp", "wa-webapp")} == \
+        {name: {} for name in containers if name not in ("wa-coreapp", "wa-webapp")}
+
+
+def test_sandbox_mode_leaves_the_coreapps_environment_as_before():
+    # An operator upgrade must not roll the coreapps of every existing sandbox cluster.
+    env = _env(_containers(_index(owned_objects(_view(gateway={"mode": "sandbox"}), "1.0.0")))["wa-coreapp"])
+    assert not [name for name in env if "CLOUD" in name or name == "WACLUSTER_GATEWAY_MODE"]
+    assert env["WACLUSTER_GATEWAY_URL"]["value"] == "http://wa-sandbox:6200"
+
+
+@pytest.mark.parametrize("gateway,message", [
+    ({"mode": "cloud"}, "gateway.cloud.phoneNumberId and gateway.cloud.credentialsSecret are required"),
+    ({"mode": "cloud", "cloud": {"credentialsSecret": "meta-cloud"}}, "are required when gateway.mode is cloud"),
+    ({"mode": "cloud", "cloud": {"phoneNumberId": "1065"}}, "are required when gateway.mode is cloud"),
+    ({"mode": "sandbox", "cloud": CLOUD["cloud"]}, "gateway.cloud is set only when gateway.mode is cloud"),
+    ({**CLOUD, "cloud": {**CLOUD["cloud"], "messagesPerSecond": 1001}}, "less than or equal to 1000"),
+])
+def test_an_incomplete_cloud_gateway_is_refused_by_the_models_too(gateway, message):
+    with pytest.raises(ValueError) as err:
+        WhatsAppClusterSpec.model_validate({"gateway": gateway})
+    assert message in str(err.value)
+
+
 def test_generated_secrets_cover_database_admin_webhook_signing_and_internal_unless_provided():
     names = {s["metadata"]["name"] for s in generated_secrets(_view(), lambda: "pw")}
     assert names == {"wa-db-credentials", "wa-admin", "wa-webhook-signing", "wa-internal"}

@@ -32,12 +32,13 @@ NAMES_MODULE = Path(interprocess.__file__)
 ENV_NAME = re.compile(r"\bWACLUSTER_[A-Z0-9_]+\b")
 
 # Specs between them reach every branch of the builders: embedded and external database,
-# sandbox and external gateway, generated and user-provided Secrets.
+# sandbox, external and cloud gateway, generated and user-provided Secrets.
 SPECS = [
     {},
     {"database": {"mode": "external", "external": {"host": "pg.example", "credentialsSecret": {"name": "pg"}}},
      "gateway": {"mode": "external", "endpoint": "https://gw.example"},
      "api": {"adminSecretName": "admin", "tlsSecretName": "tls"}},
+    {"gateway": {"mode": "cloud", "cloud": {"phoneNumberId": "1065", "credentialsSecret": "meta-cloud"}}},
 ]
 
 

@@ -52,10 +52,6 @@ class Env:
     ADMIN_PASSWORD = "WACLUSTER_ADMIN_PASSWORD"
     WEBHOOK_SIGNING_KEY = "WACLUSTER_WEBHOOK_SIGNING_KEY"            # HMAC key of outgoing webhooks
     WEBHOOK_ALLOWED_NETWORKS = "WACLUSTER_WEBHOOK_ALLOWED_NETWORKS"  # CIDRs, comma-separated
-    # Gateway mode cloud only, from the credentials Secret; never logged. The app secret checks the
-    # signature of Meta's webhooks, the verify token answers Meta's subscription check.
-    CLOUD_APP_SECRET = "WACLUSTER_CLOUD_APP_SECRET"
-    CLOUD_VERIFY_TOKEN = "WACLUSTER_CLOUD_VERIFY_TOKEN"
     # Set by the pod builders on the dbupgrade Job; the seeds' name, hence no prefix.
     EXIT_ON_SUCCESS = "EXIT_ON_SUCCESS"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "wacluster.io"
@@ -190,16 +190,61 @@ class ApiSpec(ApiModel):
                                           description="Secret with `username` and `password` of the API admin; generated when unset.")
 
 
-class GatewaySpec(ApiModel):
-    """The WhatsApp server coreapps connect to."""
+# The keys of the Cloud API credentials Secret (spec.gateway.cloud.credentialsSecret).
+CLOUD_ACCESS_TOKEN_KEY = "access-token"  # mounted into coreapps only: they send
+CLOUD_APP_SECRET_KEY = "app-secret"      # mounted into webapps only: they verify Meta's webhook signatures
+CLOUD_VERIFY_TOKEN_KEY = "verify-token"  # mounted into webapps only: they answer Meta's subscription check
 
-    mode: Literal["sandbox", "external"] = Field(
-        "sandbox", description="sandbox: the operator also runs the built-in simulated server; external: use `endpoint`.")
+
+class CloudGatewaySpec(ApiModel):
+    """Meta's WhatsApp Cloud API, which coreapps send through in gateway.mode cloud."""
+
+    phone_number_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[0-9]+$",
+        description="The business phone number's ID in the Cloud API (WhatsApp Manager > API Setup). Required.")
+    api_version: str = Field("v23.0", pattern=r"^v[0-9]+\.[0-9]+$", description="Graph API version, e.g. v23.0.")
+    base_url: str = Field("https://graph.facebook.com", max_length=256, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+                          description="Graph API base URL; change it only for an egress proxy or a test server.")
+    credentials_secret: str | None = Field(
+        None, pattern=DNS_LABEL_PATTERN,
+        description=f"Secret in the cluster's namespace with keys `{CLOUD_ACCESS_TOKEN_KEY}` (coreapps send with "
+                    f"it), `{CLOUD_APP_SECRET_KEY}` and `{CLOUD_VERIFY_TOKEN_KEY}` (webapps check Meta's webhooks "
+                    "with them). Required.")
+    messages_per_second: int = Field(
+        80, ge=1, le=1000,
+        description="The phone number's send budget (Meta's default 80; up to 1000 once Meta raised it), "
+                    "shared by the shards.")
+
+
+class GatewaySpec(ApiModel):
+    """The WhatsApp server coreapps send through."""
+
+    mode: Literal["sandbox", "external", "cloud"] = Field(
+        "sandbox", description="sandbox: the operator also runs the built-in simulated server; external: a server "
+                               "speaking the sandbox's protocol at `endpoint`; cloud: Meta's WhatsApp Cloud API "
+                               "(`cloud`).")
     endpoint: str | None = Field(None, description="URL of the external gateway (mode: external).")
+    cloud: CloudGatewaySpec | None = Field(None, description="The Cloud API account (mode: cloud).")
 
     model_config = ConfigDict(json_schema_extra=_rules(
         ("self.mode != 'external' || has(self.endpoint)", "gateway.endpoint is required when gateway.mode is external"),
+        ("self.mode != 'cloud' || (has(self.cloud) && has(self.cloud.phoneNumberId) && "
+         "has(self.cloud.credentialsSecret))",
+         "gateway.cloud.phoneNumberId and gateway.cloud.credentialsSecret are required when gateway.mode is cloud"),
+        ("self.mode == 'cloud' || !has(self.cloud)",
+         "gateway.cloud is set only when gateway.mode is cloud"),
     ))
+
+    @model_validator(mode="after")
+    def _cloud_complete(self) -> "GatewaySpec":
+        # The same rules as the CEL above, for specs that never went through the API server.
+        if self.mode == "cloud" and (self.cloud is None or not self.cloud.phone_number_id
+                                     or not self.cloud.credentials_secret):
+            raise ValueError("gateway.cloud.phoneNumberId and gateway.cloud.credentialsSecret are required "
+                             "when gateway.mode is cloud")
+        if self.mode != "cloud" and self.cloud is not None:
+            raise ValueError("gateway.cloud is set only when gateway.mode is cloud")
+        return self
 
 
 class WebhooksSpec(ApiModel):
@@ -263,7 +308,7 @@ class WhatsAppClusterSpec(ApiModel):
     database: DatabaseSpec = Field(default_factory=DatabaseSpec, description="The PostgreSQL database.")
     media: MediaSpec = Field(default_factory=MediaSpec, description="The shared media volume.")
     api: ApiSpec = Field(default_factory=ApiSpec, description="Exposure and credentials of the REST API.")
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="The WhatsApp server coreapps connect to.")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="The WhatsApp server coreapps send through.")
     webhooks: WebhooksSpec = Field(default_factory=WebhooksSpec, description="Outgoing webhooks: where they may go.")
     retention: RetentionSpec = Field(default_factory=RetentionSpec,
                                      description="How long delivered messages, webhook events, failovers and media are kept.")

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wacluster.api.interprocess import MEDIA_DIR, Env, Port, PortName, Role, selector
-from wacluster.api.v1alpha1 import ResourceRequirements, RoleSpec, WhatsAppClusterSpec
+from wacluster.api.v1alpha1 import (
+    CLOUD_ACCESS_TOKEN_KEY, CLOUD_APP_SECRET_KEY, CLOUD_VERIFY_TOKEN_KEY, ResourceRequirements, RoleSpec,
+    WhatsAppClusterSpec,
+)
 from wacluster.resources.naming import RUNTIME_UID, Names, labels
 
 DEFAULT_RESOURCES = {
@@ -84,10 +87,52 @@ def internal_token_env(view: ClusterView) -> dict[str, Any]:
             "valueFrom": {"secretKeyRef": {"name": view.names.internal_secret, "key": INTERNAL_TOKEN_KEY}}}
 
 
+def _cloud_secret_env(view: ClusterView, name: str, key: str) -> dict[str, Any]:
+    cloud = view.spec.gateway.cloud
+    assert cloud is not None and cloud.credentials_secret  # the spec's rules hold in cloud mode
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": cloud.credentials_secret, "key": key}}}
+
+
+def coreapp_gateway_env(view: ClusterView) -> list[dict[str, Any]]:
+    """Cloud mode: which account the coreapps send through, and the access token (the only role
+    that gets it). Nothing in the other modes, which the coreapps' default (sandbox) covers, so an
+    operator upgrade does not roll the coreapps of every existing cluster."""
+    cloud = view.spec.gateway.cloud
+    if view.spec.gateway.mode != "cloud" or cloud is None:
+        return []
+    return [
+        {"name": Env.GATEWAY_MODE, "value": "cloud"},
+        {"name": Env.CLOUD_BASE_URL, "value": cloud.base_url},
+        {"name": Env.CLOUD_API_VERSION, "value": cloud.api_version},
+        {"name": Env.CLOUD_PHONE_NUMBER_ID, "value": cloud.phone_number_id},
+        {"name": Env.CLOUD_MESSAGES_PER_SECOND, "value": str(cloud.messages_per_second)},
+        _cloud_secret_env(view, Env.CLOUD_ACCESS_TOKEN, CLOUD_ACCESS_TOKEN_KEY),
+    ]
+
+
+def webapp_gateway_env(view: ClusterView) -> list[dict[str, Any]]:
+    """Cloud mode: what the webapps' endpoint for Meta's webhooks checks them with, and whose
+    notifications it keeps (never the access token)."""
+    cloud = view.spec.gateway.cloud
+    if view.spec.gateway.mode != "cloud" or cloud is None:
+        return []
+    return [{"name": Env.CLOUD_PHONE_NUMBER_ID, "value": cloud.phone_number_id},
+            _cloud_secret_env(view, Env.CLOUD_APP_SECRET, CLOUD_APP_SECRET_KEY),
+            _cloud_secret_env(view, Env.CLOUD_VERIFY_TOKEN, CLOUD_VERIFY_TOKEN_KEY)]
+
+
+def gateway_url(view: ClusterView) -> str | None:
+    """The server speaking the sandbox's protocol; None in cloud mode, where there is none."""
+    if view.spec.gateway.mode == "external":
+        return view.spec.gateway.endpoint
+    if view.spec.gateway.mode == "sandbox":
+        return f"http://{view.names.role(Role.SANDBOX)}:{Port.GATEWAY}"
+    return None
+
+
 def runtime_env(view: ClusterView) -> list[dict[str, Any]]:
     names = view.names
-    gateway = (view.spec.gateway.endpoint if view.spec.gateway.mode == "external"
-               else f"http://{names.role(Role.SANDBOX)}:{Port.GATEWAY}")
+    url = gateway_url(view)
     field = lambda path: {"valueFrom": {"fieldRef": {"fieldPath": path}}}  # noqa: E731
     return [
         {"name": Env.CLUSTER, "value": view.name},
@@ -96,7 +141,7 @@ def runtime_env(view: ClusterView) -> list[dict[str, Any]]:
         {"name": Env.POD_IP, **field("status.podIP")},
         {"name": Env.VERSION, "value": view.version},
         {"name": Env.LEASE_NAME, "value": names.master_lease},
-        {"name": Env.GATEWAY_URL, "value": gateway},
+        *([{"name": Env.GATEWAY_URL, "value": url}] if url else []),
         {"name": Env.SETTINGS_FILE, "value": "/etc/wacluster/settings.json"},
         *database_env(view),
     ]

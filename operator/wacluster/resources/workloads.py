@@ -6,7 +6,9 @@ from typing import Any
 
 from wacluster.api.interprocess import Env, Port, PortName, Role, selector
 from wacluster.resources.naming import labels
-from wacluster.resources.pods import ClusterView, internal_token_env, runtime_container, runtime_pod
+from wacluster.resources.pods import (
+    ClusterView, coreapp_gateway_env, internal_token_env, runtime_container, runtime_pod, webapp_gateway_env,
+)
 
 
 def _deployment(view: ClusterView, role: str, replicas: int, pod: dict[str, Any],
@@ -40,7 +42,7 @@ def coreapp_deployment(view: ClusterView) -> dict[str, Any]:
     spec = view.spec.coreapps
     container = runtime_container(view, Role.COREAPP, [Role.COREAPP],
                                   [{"name": PortName.CONTROL, "containerPort": Port.CONTROL}], spec.resources)
-    container["env"].append(internal_token_env(view))
+    container["env"] += [internal_token_env(view), *coreapp_gateway_env(view)]
     pod = runtime_pod(view, Role.COREAPP, spec, container)
     # Planned handoff on SIGTERM waits for the successor to connect; allow for it.
     pod["spec"]["terminationGracePeriodSeconds"] = 60
@@ -63,6 +65,7 @@ def webapp_deployment(view: ClusterView) -> dict[str, Any]:
          "valueFrom": {"secretKeyRef": {"name": view.names.webhook_signing_secret, "key": "key"}}},
         {"name": Env.WEBHOOK_ALLOWED_NETWORKS, "value": ",".join(view.spec.webhooks.allowed_networks)},
         internal_token_env(view),
+        *webapp_gateway_env(view),
     ]
     tls = {"name": "tls", "secret": {"secretName": view.spec.api.tls_secret_name or view.names.tls_secret}}
     pod = runtime_pod(view, Role.WEBAPP, spec, container, extra_volumes=[tls])
