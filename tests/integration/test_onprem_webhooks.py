@@ -96,7 +96,9 @@ def test_every_inbound_kind_reaches_the_webhook_in_the_onprem_shape(cluster, rec
     start(cluster)
     api = webapp(cluster)
     eventually(lambda: connected(cluster), 30, what="shard 0 served")
-    assert api.request("PATCH", "/v1/settings/application", {"webhooks": {"url": receiver}}).status == 200
+    # `sent` statuses are opt-in (webhooks.message.sent, or sent_status), as on-premises.
+    assert api.request("PATCH", "/v1/settings/application",
+                       {"webhooks": {"url": receiver, "message": {"sent": True}}}).status == 200
     # A message's automatic `delivered` status reaching the receiver shows the coreapp has the URL.
     sent = api.send_until_accepted(USER, "hello")
     eventually(lambda: any(s["id"] == sent for b in bodies() for s in b.get("statuses", [])), 30,

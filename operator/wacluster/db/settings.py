@@ -31,7 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "sent_status": False,
     "media": {"auto_download": []},
     "webhook_max_concurrent_requests": 6,
-    "webhook_message": {"sent": True, "delivered": True, "read": True},
+    # `sent` statuses are opt-in (here or with sent_status), as they always were on-premises;
+    # domain/status_webhooks.py applies these.
+    "webhook_message": {"sent": False, "delivered": True, "read": True},
     "notify_user_change_number": False,
     "show_security_notifications": False,
     "db_garbagecollector_enable": True,

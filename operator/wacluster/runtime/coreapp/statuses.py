@@ -1,5 +1,8 @@
 """Delivery statuses and inbound notifications from the gateway become webhook events (durable; any
-webapp posts them) in the on-premises shapes."""
+webapp posts them) in the on-premises shapes. The statuses the application settings turn off
+(domain/status_webhooks.py) are dropped here, where the event is made, not at delivery: a status
+nobody asked for is never stored, retried or dead-lettered, and the setting applies to the
+statuses that happen after it changes, as the on-premises Coreapp applied it when it made callbacks."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from wacluster.db import webhooks as webhooks_db
+from wacluster.domain.status_webhooks import wanted_payload
 
 if TYPE_CHECKING:
     from wacluster.runtime.coreapp.role import Coreapp
@@ -20,10 +24,13 @@ class Statuses:
         c = self.coreapp
         if not c.settings.get("webhook_url") or not statuses:
             return
+        payload = wanted_payload({"statuses": [{"timestamp": str(int(time.time())), **s} for s in statuses]},
+                                 c.settings)
+        if payload is None:
+            return
         try:
             async with c.pool.connection() as conn:
-                await webhooks_db.enqueue(conn, [{"statuses": [
-                    {"timestamp": str(int(time.time())), **s} for s in statuses]}])
+                await webhooks_db.enqueue(conn, [payload])
         except Exception as exc:
             c.log.warning("could not queue %d status webhook(s): %s", len(statuses), exc)
 
@@ -34,6 +41,9 @@ class Statuses:
         could not be stored, so the gateway keeps it and sends it again."""
         c = self.coreapp
         if not c.settings.get("webhook_url") or not payload:
+            return True
+        payload = wanted_payload(payload, c.settings)
+        if payload is None:  # only statuses the settings turn off: nothing to send
             return True
         try:
             async with c.pool.connection() as conn:
