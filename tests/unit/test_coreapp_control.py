@@ -130,6 +130,20 @@ async def test_an_owner_with_a_full_outbox_answers_503_and_claims_nothing():
     assert pool.claims == 1 and pool.queued == {"m2", "m3", "m4"}  # still queued, for this owner or the next
 
 
+async def test_once_full_an_owner_leaves_every_hand_off_to_its_backlog_until_the_backlog_is_drained():
+    """Order: a batch that would fit now must not overtake the rows left queued before it."""
+    pool = StoredRows({f"m{i}" for i in range(5)})
+    coreapp = serving_coreapp(pool, capacity=3)
+    async with control(coreapp) as client:
+        assert (await client.post("/messages", json=hand_off("m0", "m1"))).status == 202
+        assert (await client.post("/messages", json=hand_off("m2", "m3"))).status == 503
+        coreapp.session.outbox.settle(["m0", "m1"])  # room again
+        fits = await client.post("/messages", json=hand_off("m4"))
+    assert fits.status == 503 and coreapp.session.outbox.overflowing
+    assert coreapp.backlog._wake.is_set()  # the backlog was told to send them
+    assert pool.queued == {"m2", "m3", "m4"}
+
+
 async def test_a_claim_the_database_did_not_answer_is_a_503_and_left_to_the_backlog_scan():
     coreapp = serving_coreapp(StoredRows({"m1"}, fail=True))
     async with control(coreapp) as client:

@@ -79,6 +79,8 @@ class Backlog:
         finally:
             session.outbox.lose(lost)  # not examined in this pass: the next one does
         after = None
+        overflowing = session.outbox.overflowing  # hand-offs refused since: this pass must reach them
+        drained = False
         while self._may_claim(session):
             await session.outbox.wait_room()
             granted = session.outbox.reserve_up_to(c.config.backlog_page)
@@ -86,6 +88,7 @@ class Backlog:
                 async with c.pool.connection() as conn:
                     page = await messages_db.unsettled(conn, claimer, after, granted, c.config.stale_claim_after)
                 if not page:
+                    drained = True
                     break
                 after = (page[-1].created_at, page[-1].id)
                 candidates = [row for row in page if not session.outbox.holds(row.id)]
@@ -94,7 +97,13 @@ class Backlog:
             finally:
                 session.outbox.unreserve(granted)
             if len(page) < granted:
+                drained = True
                 break
+        if drained and overflowing and session.outbox.overflowing:
+            # Every row stored before this pass began is in hand; a hand-off refused during the
+            # pass left its rows queued, so one more pass picks them up.
+            session.outbox.overflowing = False
+            self.wake()
         if done.to_send or done.already_sent:
             c.say(f"backlog of shard {session.shard}: {done.to_send} message(s) to send, "
                   f"{done.already_sent} already sent by the previous owner", always=True)

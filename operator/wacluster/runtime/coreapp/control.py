@@ -53,9 +53,13 @@ async def accept(c: Coreapp, shard: int, ids: list[str]) -> list[str] | Refusal:
         return Refusal("not_owner", f"{c.me.name} is not serving shard {shard} "
                                     f"({c.lifecycle.state.value}, shard {serving})")
     ids = list(dict.fromkeys(ids))
-    if not session.outbox.reserve(len(ids)):
+    if session.outbox.overflowing or not session.outbox.reserve(len(ids)):
+        # The rows stay queued; the backlog sends them in their stored order as room frees.
+        session.outbox.overflowing = True
+        c.backlog.wake()
         return Refusal("not_ready", f"{c.me.name} holds {session.outbox.unsettled} of at most "
-                                    f"{session.outbox.capacity} unsent messages of shard {shard}; retry shortly", "1")
+                                    f"{session.outbox.capacity} unsent messages of shard {shard}; the batch "
+                                    "waits in the database for the shard's backlog", "1")
     try:
         try:
             async with c.pool.connection() as conn:

@@ -3,8 +3,11 @@ seen acknowledged by the gateway, queued to send or sent and awaiting their ack.
 
 Bounded: a claim first reserves room (`reserve`), takes what it claimed in hand (`put`) and then
 gives the reservation back (`unreserve`), so the hand-off from webapps and the backlog
-scan together never hold more than `capacity` messages; a webapp finding no room gets a 503 and
-retries, and the rows stay queued in the database meanwhile. Messages whose fate is unknown
+scan together never hold more than `capacity` messages. A webapp finding no room gets a 503; its
+rows stay queued in the database and the owner's backlog scan sends them as room frees (the
+webapp answers its client 201: the message is stored and the shard has a live owner). From the
+first refusal until the backlog is drained the outbox *overflows*: every hand-off is refused, so
+everything goes through the backlog in the order it was stored. Messages whose fate is unknown
 (their send failed, their ack never came) are *lost*: no longer in hand, still claimed in the
 database, and re-examined by the backlog scan, which asks the gateway before sending them again.
 An outbox belongs to one serving session; `close` drops everything in hand (it all stays claimed
@@ -45,6 +48,7 @@ class Outbox:
         self._reserved = 0
         self._lost: set[str] = set()
         self.closed = False
+        self.overflowing = False         # hand-offs wait in the database until the backlog is drained
         self._ready = asyncio.Event()    # something to send, or closed
         self._room = asyncio.Event()     # room for a claim, or closed
         self._settled = asyncio.Event()  # nothing in hand, or closed

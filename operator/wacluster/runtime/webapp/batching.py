@@ -1,7 +1,8 @@
 """Group concurrent sends per shard: one multi-row INSERT and one hand-off to the owner for every
 message that arrived while the previous batch was in flight. Each message is still durable
-before its own 201, and each still gets a 503 (and is withdrawn) if no owner takes it in time;
-the withdrawal can lose to the owner's claim, and then the answer is 201 (handlers.py).
+before its own 201, and each still gets a 503 (and is withdrawn) if no owner answers in time (an
+owner that is full counts as taking it: its backlog sends the stored rows, routing.py); the
+withdrawal can lose to the owner's claim, and then the answer is 201 (handlers.py).
 
 A message with an idempotency key is stored only if no row holds its key (db/messages.py, in the
 same INSERT); otherwise its waiter gets KeyTaken and nothing is stored or handed over for it. Two

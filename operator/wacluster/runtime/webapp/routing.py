@@ -21,6 +21,8 @@ log = logging.getLogger("wacluster.webapp")
 
 ROUTING_RETRIES = Counter("wacluster_webapp_routing_retries_total",
                           "Attempts to hand a message to a coreapp that had to be repeated.", ["reason"])
+LEFT_TO_BACKLOG = Counter("wacluster_webapp_handoffs_left_to_backlog_total",
+                          "Batches a full shard owner left in the database for its backlog scan to send.")
 SHARD_MAP_EPOCH = Gauge("wacluster_webapp_shard_map_epoch", "Epoch of each shard in this webapp's shard map.",
                         ["shard"])
 SHARD_MAP_AGE = Gauge("wacluster_webapp_shard_map_age_seconds", "Seconds since this webapp last reloaded the shard map.")
@@ -94,8 +96,11 @@ class Router:
         self.refusal_logged_at = float("-inf")
 
     async def deliver(self, shard: int, ids: list[str], deadline: float) -> bool:
-        """True once the shard's owner took the batch (202); False when no owner did before
-        `deadline`. Only ids travel: the owner sends what the database holds for each."""
+        """True once the shard's owner took the batch (202), or answered that it is full (503):
+        then the stored rows wait for its backlog scan, which sends them in order as it has room
+        (runtime/coreapp/outbox.py) — a burst is accepted at the pace of the database, sent at
+        the gateway's. False when no owner answered before `deadline`. Only ids travel: the
+        owner sends what the database holds for each."""
         payload = HandOff(shard=shard, messages=[HandedMessage(id=i) for i in ids]).model_dump()
         while True:
             owner = self.cache.owners.get(shard)
@@ -105,9 +110,11 @@ class Router:
                     timeout = aiohttp.ClientTimeout(total=max(0.1, min(2.0, deadline - time.monotonic())))
                     async with self.session.post(f"http://{owner.address}/messages", json=payload,
                                                  headers=self.headers, timeout=timeout) as resp:
-                        if resp.status == 202:
+                        if resp.status in (202, 503):  # taken, or left to the owner's backlog
+                            if resp.status == 503:
+                                LEFT_TO_BACKLOG.inc()
                             return True
-                        reason = {503: "busy", 400: "refused", 401: "unauthorized"}.get(resp.status, "not_owner")
+                        reason = {400: "refused", 401: "unauthorized"}.get(resp.status, "not_owner")
                         if reason == "refused":  # a bug on one side or the other: retrying cannot help
                             log.error("shard %d's owner refused a hand-off: %s", shard, await resp.text())
                             return False
@@ -116,8 +123,7 @@ class Router:
                             return False
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                     reason = "unreachable"
-                if reason != "busy":  # an owner with a full outbox is still the owner
-                    self.cache.invalidate()
+                self.cache.invalidate()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
