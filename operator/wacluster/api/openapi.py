@@ -7,14 +7,15 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from wacluster import __version__
-from wacluster.api import idempotency, profile, rest, users
+from wacluster.api import idempotency, profile, rest, settings_backup, users
 from wacluster.api.media_types import MEDIA_TYPES
 
 MODELS = [rest.OutgoingMessage, rest.MessagesResponse, rest.AccountRequest, rest.VerifyRequest,
           rest.ShardsRequest, rest.ApplicationSettings, rest.ErrorResponse, rest.LoginResponse, rest.MediaResponse,
           rest.ContactsRequest, rest.ContactsResponse, users.CreateUser, users.UpdateUser, users.LoginRequest,
           users.UsersResponse, profile.AboutRequest, profile.AboutResponse, profile.BusinessProfile,
-          profile.BusinessProfileResponse]
+          profile.BusinessProfileResponse, settings_backup.BackupRequest, settings_backup.BackupResponse,
+          settings_backup.RestoreRequest]
 
 
 def _ref(model) -> dict[str, str]:
@@ -69,6 +70,7 @@ def openapi_document() -> dict[str, Any]:
     settings = {"type": "object", "properties": {"settings": {"type": "object"}}}
     binary = {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in MEDIA_TYPES}}
     photo = {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in profile.PHOTO_TYPES}}
+    pem = {"content": {"text/plain": {"schema": {"type": "string", "description": "PEM certificate(s)"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "wacluster WhatsApp Business API", "version": __version__},
@@ -119,6 +121,19 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op("Read the business profile", "200", profile.BusinessProfileResponse, errors=(401,)),
                 "post": _op("Change the business profile: fields sent replace, null clears (ADMIN role)", "200",
                             body=profile.BusinessProfile, errors=(400, 401, 403))},
+            "/v1/settings/backup": {"post": _op(
+                "Back up the settings, profile and webhook CA, encrypted with the password (ADMIN role)", "200",
+                settings_backup.BackupResponse, body=settings_backup.BackupRequest, errors=(400, 401, 403))},
+            "/v1/settings/restore": {"post": _op(
+                "Restore a backup made with POST /v1/settings/backup; a wrong password is 400 (ADMIN role)",
+                "200", body=settings_backup.RestoreRequest, errors=(400, 401, 403, 413))},
+            "/v1/certificates/webhooks/ca": {
+                "get": {**_op("The webhook CA certificate (ADMIN role)", "200", errors=(401, 403, 404)),
+                        "responses": {"200": {"description": "the PEM bundle", **pem}, **_errors(401, 403, 404)}},
+                "post": {**_op("Set the CA certificate(s) webhook receivers' TLS certificates are verified with, "
+                               "besides the system CAs (ADMIN role)", "200", errors=(400, 401, 403, 413)),
+                         "requestBody": {"required": True, **pem}},
+                "delete": _op("Remove the webhook CA certificate (ADMIN role)", "200", errors=(401, 403))},
             "/v1/messages": {"post": {**_op("Send a message", "201", rest.MessagesResponse, body=rest.OutgoingMessage,
                                             errors=(400, 401, 409, 422, 503)),
                                       "parameters": [IDEMPOTENCY_KEY]}},

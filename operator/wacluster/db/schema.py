@@ -194,6 +194,15 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE messages ADD COLUMN send_started_at timestamptz, ADD COLUMN wamid text;
     CREATE INDEX messages_wamid ON messages (wamid) WHERE wamid IS NOT NULL;
     """),
+    # Certificates uploaded through the API (db/certificates.py), by name: 'webhooks_ca', the CA
+    # bundle webhook deliveries verify receivers with. Expand: a new table.
+    Migration(14, 3, """
+    CREATE TABLE certificates (
+        name text PRIMARY KEY,
+        pem text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -31,6 +31,8 @@ from wacluster.runtime.webapp.routing import Router, ShardMapCache
 from wacluster.runtime.webapp.tls import reload_on_change, tls_context
 from wacluster.runtime.webapp.users import Users
 from wacluster.runtime.webapp.profile import Profile
+from wacluster.runtime.webapp.certificates import Certificates
+from wacluster.runtime.webapp.settings_backup import SettingsBackup
 from wacluster.domain.webhook_destinations import parse_networks
 from wacluster.runtime.webapp.destinations import AllowedDestinationsResolver
 from wacluster.runtime.webapp.webhooks import WebhookDispatcher
@@ -56,6 +58,7 @@ async def metrics_middleware(request: web.Request, handler):
 def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChecks) -> web.Application:
     users = Users(auth.pool, auth)
     profile = Profile(auth.pool)
+    certificates, backup = Certificates(auth.pool), SettingsBackup(auth.pool)
     app = web.Application(middlewares=[metrics_middleware, meta_middleware, error_middleware, auth.middleware(),
                                        users.middleware()],
                           client_max_size=MAX_BODY)
@@ -84,6 +87,11 @@ def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChe
         ("DELETE", "/v1/settings/profile/photo", profile.delete_photo),
         ("GET", "/v1/settings/business/profile", profile.get_business),
         ("POST", "/v1/settings/business/profile", profile.set_business),
+        ("POST", "/v1/settings/backup", backup.backup),
+        ("POST", "/v1/settings/restore", backup.restore),
+        ("GET", "/v1/certificates/webhooks/ca", certificates.get_webhooks_ca),
+        ("POST", "/v1/certificates/webhooks/ca", certificates.set_webhooks_ca),
+        ("DELETE", "/v1/certificates/webhooks/ca", certificates.delete_webhooks_ca),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

@@ -45,9 +45,9 @@ async def read_limited(request: web.Request, limit: int = JSON_BODY_LIMIT) -> by
     return bytes(body)
 
 
-async def parse(request: web.Request, model):
+async def parse(request: web.Request, model, limit: int = JSON_BODY_LIMIT):
     """The request body as `model`, or a 400 that says what to fix."""
-    raw = await read_limited(request)
+    raw = await read_limited(request, limit)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:

@@ -11,7 +11,8 @@ depend on the backoff settings.
 
 Every POST is signed (`X-Wacluster-Signature-256: sha256=<hex>`, HMAC-SHA256 of the raw body),
 goes only to destinations the cluster allows (see destinations.py) and never follows a redirect:
-a URL set through the API must not become a way into the cluster's own network."""
+a URL set through the API must not become a way into the cluster's own network. An HTTPS receiver's
+certificate is verified against the system CAs plus the uploaded webhook CA (webhook_trust.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import hmac
 import json
 import logging
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from wacluster.db import webhooks as webhooks_db
 from wacluster.domain.webhook_destinations import Network
 from wacluster.runtime import metrics
 from wacluster.runtime.webapp.destinations import DestinationRefused, check_literal_host
+from wacluster.runtime.webapp.webhook_trust import WebhookTrust
 
 log = logging.getLogger("wacluster.webapp")
 WEBHOOKS = Counter("wacluster_webapp_webhooks_total", "Webhook deliveries by result.", ["result"])
@@ -61,6 +64,7 @@ class WebhookDispatcher:
         self.pool, self.session = pool, session
         self.signing_key, self.allowed = signing_key, allowed
         self.backlog_counted = 0.0
+        self.trust = WebhookTrust()
 
     async def run(self) -> None:
         while True:
@@ -80,10 +84,11 @@ class WebhookDispatcher:
             if not url:
                 return False
             events = await webhooks_db.claim_due(conn, limit=50, lock_seconds=30)
+            tls = await self.trust.refresh(conn) if events else None
         if not events:
             return False
         retry = RetryPolicy.from_settings(settings)
-        await asyncio.gather(*(self._post(url, retry, *event) for event in events))
+        await asyncio.gather(*(self._post(url, retry, tls, *event) for event in events))
         return True
 
     async def refresh_backlog(self) -> None:
@@ -100,12 +105,13 @@ class WebhookDispatcher:
         metrics.WEBHOOK_EVENTS_PENDING.set(pending)
         metrics.WEBHOOK_EVENTS_DEAD_LETTERS.set(dead)
 
-    async def _post(self, url: str, retry: RetryPolicy, event_id: int, payload: dict, attempt: int) -> None:
+    async def _post(self, url: str, retry: RetryPolicy, tls: ssl.SSLContext, event_id: int, payload: dict,
+                    attempt: int) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(self.signing_key, body)}
         try:
             check_literal_host(urlsplit(url).hostname or "", self.allowed)
-            async with self.session.post(url, data=body, headers=headers, allow_redirects=False,
+            async with self.session.post(url, data=body, headers=headers, allow_redirects=False, ssl=tls,
                                          timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 if resp.status < 300:
                     async with self.pool.connection() as conn:
