@@ -237,6 +237,30 @@ async def mark_failed(conn: AsyncConnection, message_id: str) -> bool:
     return cur.rowcount == 1
 
 
+async def ids_by_wamid(conn: AsyncConnection, wamids: list[str]) -> dict[str, str]:
+    """Our ids of the messages the Cloud API accepted under these wamids (those we know)."""
+    if not wamids:
+        return {}
+    rows = await (await conn.execute("SELECT wamid, id FROM messages WHERE wamid = ANY(%s)", (wamids,))).fetchall()
+    return dict(rows)
+
+
+async def resolve_in_doubt(conn: AsyncConnection, message_id: str, outcome: str, wamid: str | None) -> bool:
+    """A Cloud status webhook about one of our messages whose send is in doubt (claimed, send
+    started, no answer recorded): `delivered` (Meta has it: sent, delivered or read) with its
+    wamid, by the session that started the send, or `failed`. Any other row is left alone. True
+    when the row was in doubt; the owner's in-doubt wait then ends without a resend."""
+    if outcome not in ("delivered", "failed"):
+        raise ValueError(f"outcome must be delivered or failed, not {outcome!r}")
+    cur = await conn.execute(
+        "UPDATE messages SET status = %s, wamid = coalesce(wamid, %s), delivered_at = now(), "
+        "  delivered_by = CASE WHEN %s = 'delivered' THEN claimed_by END, "
+        "  delivered_epoch = CASE WHEN %s = 'delivered' THEN claimed_epoch END "
+        "WHERE id = %s AND status = 'claimed' AND send_started_at IS NOT NULL",
+        (outcome, wamid, outcome, outcome, message_id))
+    return cur.rowcount == 1
+
+
 async def send_states(conn: AsyncConnection, ids: list[str], window: float) -> list[SendState]:
     """Each row's status and, for a claimed row whose send started, what is left of the in-doubt
     `window` seconds after the start (database clock; 0 once it passed)."""

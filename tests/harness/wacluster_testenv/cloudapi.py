@@ -13,6 +13,9 @@ as Meta's does, never shipped in the product.
 - Status webhooks (sent, delivered, read, failed) POSTed to the configured URL, signed
   `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the raw body with the app secret>`, carrying the
   send's biz_opaque_callback_data; automatically after each send (`auto_statuses`) or on request.
+- Inbound messages of every type a user can send (cloudapi_inbound.py) POSTed the same way on
+  request, signed, wrongly signed or unsigned (`/_control/inbound`), their media downloadable.
+  `webhook_verify_tls` False accepts the receiver's self-signed certificate (local webapps).
 - `/_control/...`: read the sends, change the limits, inject 5xx answers, Cloud error codes or
   latency into the next sends, send a status webhook, reset.
 
@@ -39,6 +42,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
+from wacluster_testenv import cloudapi_inbound
 from wacluster_testenv.cloudapi_models import MESSAGE
 
 DEFAULT_PHONE_NUMBER_ID = "106540352242922"
@@ -52,6 +56,7 @@ DEFAULT_PAIR_WINDOW = 6.0
 MAX_LATENCY = 60.0
 WEBHOOK_ATTEMPTS = 3
 STATUSES = ("sent", "delivered", "read", "failed")
+SIGNINGS = ("signed", "wrongly_signed", "unsigned")
 
 
 @dataclass
@@ -87,6 +92,7 @@ class CloudApi:
     pair_window: float = DEFAULT_PAIR_WINDOW
     webhook_url: str | None = None
     auto_statuses: tuple[str, ...] = ()
+    webhook_verify_tls: bool = True
     clock: Callable[[], float] = time.monotonic
     sends: list[Send] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -125,6 +131,7 @@ class CloudApi:
         app.router.add_post("/_control/config", self._control_config)
         app.router.add_post("/_control/faults", self._control_faults)
         app.router.add_post("/_control/statuses", self._control_statuses)
+        app.router.add_post("/_control/inbound", self._control_inbound)
         app.router.add_get("/_control/webhooks", self._control_webhooks)
         app.router.add_post("/_control/reset", self._control_reset)
         app.router.add_post("/{version}/{phone_number_id}/messages", self._messages)
@@ -244,7 +251,33 @@ class CloudApi:
             raise ValueError(f"status must be one of {STATUSES}")
         if self._webhooks is None:
             raise RuntimeError("the application is not running")
-        self._webhooks.put_nowait(self.status_payload(send, status, error))
+        self._webhooks.put_nowait((self.status_payload(send, status, error), "signed"))
+
+    def queue_inbound(self, kind: str, signing: str = "signed", **fields) -> dict[str, Any]:
+        """Queue a webhook of one inbound message of `kind` (cloudapi_inbound.TYPES) from a user;
+        a media message's media is stored here, downloadable by its id. Returns the body."""
+        if signing not in SIGNINGS:
+            raise ValueError(f"signing must be one of {SIGNINGS}")
+        if self._webhooks is None:
+            raise RuntimeError("the application is not running")
+        media = None
+        if kind in cloudapi_inbound.MEDIA:
+            data = fields.pop("data", None) or os.urandom(1024)
+            media = str(secrets.randbelow(9 * 10 ** 15) + 10 ** 15)
+            self.media[media] = {"data": data, "mime_type": cloudapi_inbound.MEDIA[kind],
+                                 "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data)}
+        message = cloudapi_inbound.message(kind, business=self.display_phone_number, media=media, **fields)
+        if media is not None:
+            message[message["type"]]["sha256"] = self.media[media]["sha256"]
+        payload = cloudapi_inbound.inbound(message, self.phone_number_id)
+        self._webhooks.put_nowait((payload, signing))
+        return payload
+
+    def queue_payload(self, payload: dict[str, Any], signing: str = "signed") -> None:
+        """Queue any webhook body as is (a retry of an earlier one, an error notification)."""
+        if self._webhooks is None:
+            raise RuntimeError("the application is not running")
+        self._webhooks.put_nowait((payload, signing))
 
     def status_payload(self, send: Send, status: str, error: dict[str, Any] | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {"id": send.wamid, "status": status, "timestamp": str(int(time.time())),
@@ -266,7 +299,8 @@ class CloudApi:
 
     async def _webhook_sender(self, app: web.Application) -> AsyncIterator[None]:
         self._webhooks = asyncio.Queue()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        connector = aiohttp.TCPConnector(ssl=None if self.webhook_verify_tls else False)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5), connector=connector) as session:
             worker = asyncio.create_task(self._send_webhooks(session), name="cloudapi-webhooks")
             try:
                 yield
@@ -280,13 +314,18 @@ class CloudApi:
 
     async def _send_webhooks(self, session: aiohttp.ClientSession) -> None:
         while True:
-            payload = await self._webhooks.get()
+            payload, signing = await self._webhooks.get()
             raw = json.dumps(payload, separators=(",", ":")).encode()
-            delivery: dict[str, Any] = {"payload": payload, "url": self.webhook_url, "status": None, "attempts": 0}
+            delivery: dict[str, Any] = {"payload": payload, "url": self.webhook_url, "status": None, "attempts": 0,
+                                        "signing": signing}
             self.webhook_deliveries.append(delivery)
             if self.webhook_url is None:
                 continue
-            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature(self.app_secret, raw)}
+            headers = {"Content-Type": "application/json"}
+            if signing == "signed":
+                headers["X-Hub-Signature-256"] = signature(self.app_secret, raw)
+            elif signing == "wrongly_signed":
+                headers["X-Hub-Signature-256"] = signature(self.app_secret + "-not-it", raw)
             for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
                 delivery["attempts"] = attempt
                 try:
@@ -306,7 +345,8 @@ class CloudApi:
 
     async def _control_config(self, request: web.Request) -> web.Response:
         changes = await request.json()
-        for name in ("messages_per_second", "pair_messages", "pair_window", "webhook_url", "auto_statuses"):
+        for name in ("messages_per_second", "pair_messages", "pair_window", "webhook_url", "auto_statuses",
+                     "webhook_verify_tls"):
             if name in changes:
                 value = changes[name]
                 setattr(self, name, tuple(value) if name == "auto_statuses" else value)
@@ -335,6 +375,14 @@ class CloudApi:
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"queued": send.wamid})
+
+    async def _control_inbound(self, request: web.Request) -> web.Response:
+        wanted = await request.json()
+        try:
+            payload = self.queue_inbound(wanted.pop("type", "text"), wanted.pop("signing", "signed"), **wanted)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"queued": payload})
 
     async def _control_webhooks(self, request: web.Request) -> web.Response:
         return web.json_response({"deliveries": self.webhook_deliveries})

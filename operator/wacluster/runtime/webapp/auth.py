@@ -48,6 +48,9 @@ class Auth:
         self._key = hashlib.sha256(b"wacluster bearer token key\0" + password.encode()).digest()
         self._unsigned = asyncio.Semaphore(UNSIGNED_LOOKUPS_AT_ONCE)
         self.failed_logins = FailedLogins()
+        # Paths served without a token: the public ones, and any with checks of their own (the
+        # Cloud API's webhook endpoint, which Meta calls with a signature instead).
+        self.public_paths = set(PUBLIC_PATHS)
 
     def _mac(self, nonce: str) -> str:
         return base64.urlsafe_b64encode(hmac.digest(self._key, nonce.encode(), "sha256")[:MAC_BYTES]).decode().rstrip("=")
@@ -147,7 +150,7 @@ class Auth:
     def middleware(self):
         @web.middleware
         async def require_token(request: web.Request, handler):
-            if request.path not in PUBLIC_PATHS:
+            if request.path not in self.public_paths:
                 request["username"] = await self.check(request)
             return await handler(request)
         return require_token

@@ -1,0 +1,227 @@
+"""The Cloud API's webhooks in, the on-premises webhooks out, through real webapps on PostgreSQL:
+Meta's verification handshake; only POSTs signed with the app secret are stored; each inbound
+message type reaches the business's receiver in the on-premises shape, signed by the cluster;
+Meta's retry of a payload has one effect; a webapp killed right after answering 200 loses
+nothing; a status webhook settles a send in doubt (delivered with its wamid, or failed)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import signal
+import ssl
+import time
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+
+from test_onprem_webhooks import Receiver, receiver  # noqa: F401 (a fixture)
+from wacluster.api.interprocess import Env
+from wacluster.runtime.sandbox_inbound import message_payload
+from wacluster_testenv import cloudapi_inbound as cloud
+from wacluster_testenv.eventually import eventually
+from wacluster_testenv.localcluster import WEBHOOK_SIGNING_KEY, LocalCluster
+
+pytestmark = pytest.mark.integration
+SECRET = "cloud-app-secret"
+VERIFY_TOKEN = "a-verify-token-for-meta"
+NUMBER = "106540352242922"
+PATH = "/cloud/webhook"
+
+
+def cloud_env() -> dict[str, str]:
+    return {Env.CLOUD_APP_SECRET: SECRET, Env.CLOUD_VERIFY_TOKEN: VERIFY_TOKEN, Env.CLOUD_PHONE_NUMBER_ID: NUMBER}
+
+
+def call(port: int, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context(), timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def post(port: int, payload: dict | bytes, secret: str | None = SECRET) -> int:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return call(port, "POST", PATH, raw, headers)[0]
+
+
+def stored(cluster: LocalCluster) -> list[tuple[str, bool]]:
+    return cluster.query("SELECT key, relayed_at IS NOT NULL FROM cloud_notifications ORDER BY id")
+
+
+def bodies() -> list[dict]:
+    return [json.loads(body) for _, body in Receiver.received]
+
+
+@pytest.fixture
+def cloud_webapp(lone_webapp: LocalCluster) -> LocalCluster:
+    lone_webapp.configure()
+    lone_webapp.webapp_env = cloud_env()
+    lone_webapp.start_webapp()
+    return lone_webapp
+
+
+def port(cluster: LocalCluster, name: str = "webapp") -> int:
+    return cluster.roles[name].port
+
+
+def test_meta_verification_echoes_the_challenge_only_for_the_verify_token(cloud_webapp):
+    query = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"}
+    assert call(port(cloud_webapp), "GET", f"{PATH}?{urlencode(query)}") == (200, b"1158201444")
+    for wrong in ({"hub.verify_token": "not-the-token"}, {"hub.mode": "unsubscribe"}, {"hub.verify_token": ""},
+                  {"hub.verify_token": "tökén"}):
+        status, body = call(port(cloud_webapp), "GET", f"{PATH}?{urlencode({**query, **wrong})}")
+        assert status == 403 and b"1158201444" not in body
+    assert call(port(cloud_webapp), "GET", f"{PATH}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}")[0] == 403
+
+
+def test_only_a_post_signed_with_the_app_secret_is_stored(cloud_webapp):
+    payload = cloud.inbound(cloud.message("text"), NUMBER)
+    assert post(port(cloud_webapp), payload, secret=None) == 401
+    assert post(port(cloud_webapp), payload, secret="another-apps-secret") == 401
+    raw = json.dumps(payload).encode()
+    assert call(port(cloud_webapp), "POST", PATH, raw, {"X-Hub-Signature-256": "sha256=" + "0" * 64})[0] == 401
+    assert call(port(cloud_webapp), "POST", PATH, raw, {"X-Hub-Signature-256": "sha256=ünïcode"})[0] == 401
+    assert stored(cloud_webapp) == []
+    assert post(port(cloud_webapp), payload) == 200  # no bearer token: the signature is the credential
+    assert [key for key, _ in stored(cloud_webapp)] == [f"message:{payload['entry'][0]['changes'][0]['value']['messages'][0]['id']}"]
+    assert post(port(cloud_webapp), b"not json") == 400
+    assert post(port(cloud_webapp), b"x" * (3 * 1024 * 1024 + 1)) == 413
+    assert len(stored(cloud_webapp)) == 1
+
+
+def test_every_inbound_type_reaches_the_business_in_the_onprem_shape(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)
+    sent = {}
+    for kind in cloud.TYPES:
+        message = cloud.message(kind)
+        sent[message["id"]] = kind
+        assert post(port(cloud_webapp), cloud.inbound(message, NUMBER)) == 200
+    eventually(lambda: {m["id"] for b in bodies() for m in b.get("messages", [])} == set(sent), 60,
+               what="every inbound message at the receiver", details=lambda: f"{len(Receiver.received)} received")
+    onprem = {"interactive_button_reply": ("interactive", {"reply": "button_reply"}),
+              "interactive_list_reply": ("interactive", {"reply": "list_reply"}),
+              "reaction": ("unknown", {}), "unsupported": ("unknown", {})}
+    for body in bodies():
+        [message] = body["messages"]
+        kind, request = onprem.get(sent[message["id"]], (sent[message["id"]], {}))
+        expected = message_payload({"type": kind, "from": cloud.DEFAULT_USER, **request}, "15550783881", 0)
+        assert keys(body) == keys(expected), sent[message["id"]]
+        assert message["type"] == kind
+        if kind != "system":
+            assert body["contacts"] == [{"profile": {"name": "Cloud User"}, "wa_id": cloud.DEFAULT_USER}]
+    for headers, raw in Receiver.received:
+        assert headers["X-Wacluster-Signature-256"] == \
+            "sha256=" + hmac.new(WEBHOOK_SIGNING_KEY.encode(), raw, hashlib.sha256).hexdigest()
+    assert all(relayed for _, relayed in stored(cloud_webapp))
+
+
+def keys(value):
+    """The keys and nesting of a JSON body, without its values."""
+    if isinstance(value, dict):
+        return {k: keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [keys(v) for v in value]
+    return None
+
+
+def test_metas_retry_of_a_payload_is_delivered_once(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)
+    first, second = cloud.message("text", body="once"), cloud.message("text", body="also once")
+    payload = cloud.inbound(first, NUMBER)
+    assert post(port(cloud_webapp), payload) == 200
+    assert post(port(cloud_webapp), payload) == 200  # Meta did not see the first 200 and retries
+    # A later delivery batching the retried message with a new one: only the new one is new.
+    both = cloud.envelope({"contacts": [{"profile": {"name": "Cloud User"}, "wa_id": cloud.DEFAULT_USER}],
+                           "messages": [first, second]}, NUMBER)
+    assert post(port(cloud_webapp), both) == 200
+    eventually(lambda: len(stored(cloud_webapp)) == 2 and all(r for _, r in stored(cloud_webapp)), 30,
+               what="both messages relayed")
+    eventually(lambda: cloud_webapp.query("SELECT count(*) FROM webhook_events WHERE delivered_at IS NULL")[0][0] == 0,
+               30, what="every webhook event delivered")
+    delivered = [m["id"] for b in bodies() for m in b.get("messages", [])]
+    assert sorted(delivered) == sorted([first["id"], second["id"]])
+
+
+def test_a_webapp_killed_right_after_answering_200_loses_nothing(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)
+    message = cloud.message("text", body="stored, then the webapp died")
+    with psycopg.connect(cloud_webapp.dsn) as holder:
+        # While the settings are locked the webapp's relay cannot finish relaying (it reads them
+        # with the rows locked): what it stored can only survive in the table.
+        holder.execute("LOCK TABLE settings IN ACCESS EXCLUSIVE MODE")
+        assert post(port(cloud_webapp), cloud.inbound(message, NUMBER)) == 200
+        cloud_webapp.roles["webapp"].signal(signal.SIGKILL)
+        assert cloud_webapp.roles["webapp"].wait(10) is not None
+        assert [relayed for _, relayed in stored(cloud_webapp)] == [False]
+        holder.rollback()
+    assert bodies() == []
+    cloud_webapp.start_webapp("webapp2")
+    eventually(lambda: [m["id"] for b in bodies() for m in b.get("messages", [])] == [message["id"]], 60,
+               what="the message relayed by the other webapp",
+               details=lambda: cloud_webapp.roles["webapp2"].output()[-2000:])
+    assert stored(cloud_webapp) == [(f"message:{message['id']}", True)]
+
+
+def insert_message(cluster: LocalCluster, message_id: str, status: str, send_started: bool,
+                   wamid: str | None = None) -> None:
+    with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO messages (id, recipient, route_hash, shard, body, status, claimed_by, claimed_epoch, "
+            "claim_session, claimed_at, send_started_at, wamid) VALUES (%s, '+15557000001', 1, 0, '{}', %s, "
+            "'wacore1', 3, 's1', now(), CASE WHEN %s THEN now() END, %s)", (message_id, status, send_started, wamid))
+
+
+def status_payload(message_id: str, wamid: str, status: str, **fields) -> dict:
+    return cloud.envelope({"statuses": [{"id": wamid, "status": status, "timestamp": str(int(time.time())),
+                                         "recipient_id": "15557000001", "biz_opaque_callback_data": message_id,
+                                         **fields}]}, NUMBER)
+
+
+def rows(cluster: LocalCluster) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in cluster.query("SELECT id, status, wamid, delivered_by FROM messages")}
+
+
+def test_a_status_webhook_settles_a_send_in_doubt_and_nothing_else(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)
+    insert_message(cloud_webapp, "in-doubt-sent", "claimed", send_started=True)
+    insert_message(cloud_webapp, "in-doubt-failed", "claimed", send_started=True)
+    insert_message(cloud_webapp, "claimed-not-started", "claimed", send_started=False)
+    insert_message(cloud_webapp, "already-delivered", "delivered", send_started=True, wamid="wamid.KNOWN")
+    payloads = [status_payload("in-doubt-sent", "wamid.SENT", "sent"),
+                status_payload("in-doubt-failed", "wamid.FAILED", "failed", errors=[
+                    {"code": 131026, "title": "Message undeliverable", "error_data": {"details": "not on WhatsApp"}}]),
+                status_payload("claimed-not-started", "wamid.ODD", "delivered"),
+                status_payload("already-delivered", "wamid.OTHER", "read")]
+    for payload in payloads:
+        assert post(port(cloud_webapp), payload) == 200
+    eventually(lambda: len(bodies()) == 4, 30, what="the four statuses at the receiver")
+    assert rows(cloud_webapp) == {"in-doubt-sent": ("delivered", "wamid.SENT", "wacore1"),
+                                  "in-doubt-failed": ("failed", "wamid.FAILED", None),
+                                  "claimed-not-started": ("claimed", None, None),
+                                  "already-delivered": ("delivered", "wamid.KNOWN", None)}
+    by_id = {b["statuses"][0]["id"]: b["statuses"][0] for b in bodies()}
+    assert set(by_id) == {"in-doubt-sent", "in-doubt-failed", "claimed-not-started", "already-delivered"}
+    assert by_id["in-doubt-failed"]["errors"][0]["code"] == 1013
+    assert "settled it delivered" in cloud_webapp.roles["webapp"].output()
+
+
+def test_a_status_without_callback_data_is_keyed_by_our_id_through_the_stored_wamid(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)
+    insert_message(cloud_webapp, "ours", "delivered", send_started=True, wamid="wamid.STORED")
+    payload = status_payload("ours", "wamid.STORED", "read")
+    del payload["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"]
+    assert post(port(cloud_webapp), payload) == 200
+    eventually(lambda: bodies(), 30, what="the status at the receiver")
+    [body] = bodies()
+    assert body["statuses"][0]["id"] == "ours" and body["statuses"][0]["status"] == "read"
