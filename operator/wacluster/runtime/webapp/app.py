@@ -20,6 +20,8 @@ from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.webapp.auth import Auth
+from wacluster.runtime.webapp.cloud_relay import CloudRelay
+from wacluster.runtime.webapp.cloud_webhooks import CloudWebhooks, settings_from_env
 from wacluster.runtime.webapp.contacts import ContactChecks
 from wacluster.runtime.webapp.errors import DATABASE_WAIT, error_middleware
 from wacluster.runtime.webapp.handlers import Handlers
@@ -55,7 +57,8 @@ async def metrics_middleware(request: web.Request, handler):
     return response
 
 
-def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChecks) -> web.Application:
+def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChecks,
+              cloud: CloudWebhooks | None = None) -> web.Application:
     users = Users(auth.pool, auth)
     profile = Profile(auth.pool)
     certificates, backup = Certificates(auth.pool), SettingsBackup(auth.pool)
@@ -95,6 +98,9 @@ def build_app(handlers: Handlers, auth: Auth, media: Media, contacts: ContactChe
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
+    if cloud is not None:  # Meta's calls carry a signature, not a token
+        cloud.add_routes(app)
+        auth.public_paths.add(cloud.settings.path)
     document = openapi_document()
 
     async def openapi(_: web.Request) -> web.Response:
@@ -127,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"{Env.WEBHOOK_SIGNING_KEY} is not set (the operator passes it from the "
                            f"<cluster>-webhook-signing Secret)")
     token = internal_token()  # before anything starts: without it no coreapp takes a hand-off
+    cloud_settings = settings_from_env()  # None: not in cloud mode, no Cloud webhooks
 
     async def main() -> None:
         # A client waits at most DATABASE_WAIT for a connection; then it gets a 503 and Retry-After.
@@ -139,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
         cache = ShardMapCache(pool)
         handlers = Handlers(pool, cache, Router(cache, session, token), session, gateway_url(), allowed)
         contacts = ContactChecks(pool, session, gateway_url())
+        relay = CloudRelay(pool)
+        cloud = CloudWebhooks(pool, cloud_settings, relay.stored) if cloud_settings else None
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
-                        Media(pool, Path(args.media_dir), args.media_max_bytes), contacts)
+                        Media(pool, Path(args.media_dir), args.media_max_bytes), contacts, cloud)
         stop = asyncio.Event()
         install_stop_signals(stop)
         supervisor = Supervisor(log)
@@ -149,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         supervisor.add("contact-checks", contacts.run, Policy.RESTART)
         supervisor.add("webhooks", WebhookDispatcher(pool, webhook_session, signing_key, allowed).run, Policy.RESTART)
         supervisor.add("media-retention", MediaRetention(pool, Path(args.media_dir)).run, Policy.RESTART)
+        if cloud is not None:
+            supervisor.add("cloud-relay", relay.run, Policy.RESTART)
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
         if context is not None:
