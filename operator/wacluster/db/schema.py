@@ -194,6 +194,24 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE messages ADD COLUMN send_started_at timestamptz, ADD COLUMN wamid text;
     CREATE INDEX messages_wamid ON messages (wamid) WHERE wamid IS NOT NULL;
     """),
+    # Cloud API webhook notifications as received (db/cloud_notifications.py), one row per message,
+    # status or error, stored before the webapp answers Meta 200 and relayed to the business's
+    # webhook afterwards; `key` recognises Meta's retries. Expand: a new table.
+    Migration(12, 3, """
+    CREATE TABLE cloud_notifications (
+        id bigserial PRIMARY KEY,
+        key text NOT NULL UNIQUE,
+        kind text NOT NULL,
+        value jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        relayed_at timestamptz,
+        attempts int NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        last_error text
+    );
+    CREATE INDEX cloud_notifications_due ON cloud_notifications (next_attempt_at) WHERE relayed_at IS NULL;
+    CREATE INDEX cloud_notifications_relayed ON cloud_notifications (relayed_at) WHERE relayed_at IS NOT NULL;
+    """),
     # Certificates uploaded through the API (db/certificates.py), by name: 'webhooks_ca', the CA
     # bundle webhook deliveries verify receivers with. Expand: a new table.
     Migration(14, 3, """
