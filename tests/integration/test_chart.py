@@ -87,7 +87,8 @@ def test_monitoring_values_render_service_monitors_rules_and_dashboard():
     alerts = {r["alert"] for r in kinds["PrometheusRule"][0]["spec"]["groups"][0]["rules"]}
     assert alerts == {"WaclusterNoPrimaryMaster", "WaclusterShardWithoutCoreapp", "WaclusterFailoverStorm",
                       "WaclusterDatabaseHeartbeatLag", "WaclusterOperatorReconcileErrors",
-                      "WaclusterApiCertificateExpiresSoon", "WaclusterWebhookEventsDeadLettered"}
+                      "WaclusterApiCertificateExpiresSoon", "WaclusterWebhookEventsDeadLettered",
+                      "WaclusterDatabaseClockFast"}
     dashboard = json.loads(kinds["ConfigMap"][0]["data"]["wacluster.json"])
     assert len(dashboard["panels"]) >= 6
 
@@ -121,7 +122,7 @@ def test_alerting_rules_pass_promtool():
     result = subprocess.run([str(bin_dir() / "promtool"), "check", "rules", str(CHART / "files" / "alerts.yaml")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_metric_names_pass_promtool():

@@ -38,3 +38,27 @@ def test_dead_lettered_webhook_events_raise_an_alert_that_clears(tmp_path):
     result = subprocess.run([str(bin_dir() / "promtool"), "test", "rules", str(test_file)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_database_clock_running_fast_for_ten_minutes_raises_an_alert(tmp_path):
+    rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
+    rule = next(r for r in rules if r["alert"] == "WaclusterDatabaseClockFast")
+    spec = {"rule_files": [str(ALERTS)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'wacluster_coreapp_database_clock_rate{namespace="wa",pod="core-1"}', "values": "1x5 1.04x20"},
+            {"series": 'wacluster_coreapp_database_clock_rate{namespace="wa",pod="core-2"}', "values": "1.0001x25"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "10m", "alertname": "WaclusterDatabaseClockFast", "exp_alerts": []},
+            {"eval_time": "20m", "alertname": "WaclusterDatabaseClockFast", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": "wa", "pod": "core-1"},
+                 "exp_annotations": {k: v.replace("{{ $value }}", "1.04").replace("{{ $labels.pod }}", "core-1")
+                                     .replace("{{ $labels.namespace }}", "wa") for k, v in rule["annotations"].items()}}]},
+        ],
+    }]}
+    test_file = tmp_path / "clock_test.yaml"
+    test_file.write_text(yaml.safe_dump(spec))
+    result = subprocess.run([str(bin_dir() / "promtool"), "test", "rules", str(test_file)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -38,16 +38,21 @@ class ShardLease:
     def renew_every(self) -> float:
         return self.ttl / 3
 
-    def confirmed(self, sent_at: float) -> None:
+    def confirmed(self, sent_at: float, clock_rate: float = 1.0) -> None:
         """A renewal sent at monotonic `sent_at` succeeded. Assigned, not maximised: a renewal
-        with a shorter ttl also shortened `lease_until` in the database."""
-        self.deadline = sent_at + self.ttl * (1 - MARGIN)
+        with a shorter ttl also shortened `lease_until` in the database. `clock_rate` bounds how
+        much faster the database's clock runs than ours (domain/clock_rate.py): the lease it
+        granted ends that much sooner by our clock."""
+        self.deadline = sent_at + self._serving_time(clock_rate)
 
-    def in_doubt(self, sent_at: float) -> None:
+    def in_doubt(self, sent_at: float, clock_rate: float = 1.0) -> None:
         """A renewal sent at `sent_at` with the current ttl failed without an answer: it may have
         committed (and shortened `lease_until` to the new ttl) or not (the last confirmed lease
         stands). Serve no longer than the shorter of the two allows."""
-        self.deadline = min(self.deadline, sent_at + self.ttl * (1 - MARGIN))
+        self.deadline = min(self.deadline, sent_at + self._serving_time(clock_rate))
+
+    def _serving_time(self, clock_rate: float) -> float:
+        return self.ttl * (1 - MARGIN) / max(1.0, clock_rate)
 
     def valid(self, now: float) -> bool:
         return now < self.deadline

@@ -22,6 +22,8 @@ SHARD_CONNECTED = Gauge("wacluster_shard_connected", "1 when the shard has a ser
                         ["shard"])
 DB_HEARTBEAT_AGE = Gauge("wacluster_db_heartbeat_age_seconds", "Age of each node's database heartbeat.", ["node"])
 COREAPP_SERVING = Gauge("wacluster_coreapp_serving", "1 while this coreapp serves a shard.")
+DATABASE_CLOCK_RATE = Gauge("wacluster_coreapp_database_clock_rate",
+                            "Upper bound of the database clock's rate against this coreapp's (1: as fast).")
 MESSAGES_SENT = Counter("wacluster_coreapp_messages_sent_total", "Messages this coreapp delivered to the gateway.")
 WEBHOOK_EVENTS_DEAD = Counter("wacluster_webhook_events_dead_total",
                               "Webhook events this webapp dead-lettered: undelivered past webhook_dead_after_seconds.")

@@ -67,7 +67,7 @@ class Ownership:
                 if not await shard_map.renew_lease(conn, shard, epoch, c.me.name, ttl):
                     return self._back_to_standby(f"promotion to shard {shard} (epoch {epoch}) was withdrawn "
                                                  "before it started")
-            lease.confirmed(sent)
+            lease.confirmed(sent, c.clock.bound())
             session_id = uuid.uuid4().hex  # the Cloud driver marks its sends with the session's claims
             opened = c.gateway_for(shard, epoch, phone, session_id,
                                    on_closed=lambda reason: self._link_closed(opened, shard, epoch, reason))
@@ -170,9 +170,9 @@ class Ownership:
             if still_ours is False and c.session is session:
                 await self.fence("the master revoked its shard")
             elif still_ours:
-                lease.confirmed(sent)
+                lease.confirmed(sent, c.clock.bound())
             else:
-                lease.in_doubt(sent)
+                lease.in_doubt(sent, c.clock.bound())
             self.renew_now.clear()
             try:
                 await asyncio.wait_for(self.renew_now.wait(), timeout=lease.renew_every)

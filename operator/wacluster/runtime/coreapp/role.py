@@ -30,9 +30,11 @@ from wacluster.db import shard_map
 from wacluster.db.listener import Listener
 from wacluster.db.messages import Claimer
 from wacluster.domain.coreapp_state import CoreappState as S
+from wacluster.domain.clock_rate import ClockRate
 from wacluster.domain.coreapp_state import Lifecycle
 from wacluster.domain.ha import lease_ttl
 from wacluster.domain.pacing import shard_rate
+from wacluster.runtime.coreapp import clock
 from wacluster.runtime.coreapp.backlog import Backlog
 from wacluster.runtime.coreapp.cloud_gateway import CloudGateway
 from wacluster.runtime.coreapp.cloud_ledger import CloudLedger
@@ -90,6 +92,7 @@ class Coreapp:
         self.sender = Sender(self)
         self.backlog = Backlog(self)
         self.statuses = Statuses(self)
+        self.clock = ClockRate()  # the database's clock against ours (runtime/coreapp/clock.py)
 
     # --- running -----------------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class Coreapp:
             supervisor.add("sender", self.sender.run, Policy.RESTART, self.sender.sender_failed)
             supervisor.add("acks", self.sender.record_acks, Policy.RESTART, self.sender.acks_failed)
             supervisor.add("backlog", self.backlog.run, Policy.RESTART)
+            supervisor.add("clock", lambda: clock.measure(self.pool, self.clock), Policy.RESTART)
             try:
                 await supervisor.run(lambda: self._decide_until(stop), name="the decision loop")
             except RoleFailed as failure:
