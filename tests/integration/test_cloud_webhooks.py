@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 
+from runtime_cluster import connected, webapp
+from test_cloud_delivery import LocalCloud, metric, start_cloud_cluster
 from test_onprem_webhooks import Receiver, receiver  # noqa: F401 (a fixture)
 from wacluster.api.interprocess import Env
 from wacluster.runtime.sandbox_inbound import message_payload
@@ -225,3 +227,40 @@ def test_a_status_without_callback_data_is_keyed_by_our_id_through_the_stored_wa
     eventually(lambda: bodies(), 30, what="the status at the receiver")
     [body] = bodies()
     assert body["statuses"][0]["id"] == "ours" and body["statuses"][0]["status"] == "read"
+
+
+def test_a_killed_owners_sends_in_doubt_are_settled_by_status_webhooks_and_not_resent(cluster, receiver):
+    """The Cloud driver's failover (test_cloud_delivery) with the webhooks flowing: the sends in
+    flight when their owner is SIGKILLed complete at Meta, whose `sent` statuses reach a webapp;
+    the new owner finds them settled inside its in-doubt window and sends none of them again."""
+    with LocalCloud() as served:
+        cluster.configure(webhook_url=receiver)
+        cluster.webapp_env = {**cloud_env(), Env.CLOUD_APP_SECRET: served.api.app_secret}
+        ports = start_cloud_cluster(cluster, served, coreapps=2, masters=2, args=("--cloud-in-doubt-window", "120"))
+        api = webapp(cluster)
+        served.api.webhook_url = f"https://127.0.0.1:{cluster.roles['webapp'].port}{PATH}"
+        served.api.webhook_verify_tls = False  # the webapp's self-signed certificate
+        served.api.auto_statuses = ("sent", "delivered")
+        owner = connected(cluster)[0][0]
+        successor = "wacore2" if owner == "wacore1" else "wacore1"
+        served.fault(count=10, latency=3.0)  # in flight when the owner dies
+        ids = [api.send_text(f"+1555760{n:04d}", f"failover {n}").body["messages"][0]["id"] for n in range(20)]
+        eventually(lambda: cluster.query("SELECT count(*) FROM messages WHERE send_started_at IS NOT NULL "
+                                         "AND status = 'claimed'")[0][0] >= 5, 30, what="sends in flight")
+        in_doubt = {r[0] for r in cluster.query("SELECT id FROM messages WHERE status = 'claimed' "
+                                                "AND send_started_at IS NOT NULL")}
+        cluster.roles[owner].signal(signal.SIGKILL)
+        # Well inside the 120 s window: settled by the webhooks, not by the window running out.
+        eventually(lambda: set(dict(cluster.query("SELECT id, status FROM messages WHERE id = ANY(%s)",
+                                                  (ids,))).values()) == {"delivered"}, 60,
+                   what="every message delivered", details=lambda: cluster.roles["webapp"].output()[-2000:])
+        assert served.api.duplicates() == {} and set(served.api.counts()) == set(ids)
+        assert metric(ports[successor], "wacluster_cloud_in_doubt_resent_total") == 0
+        settled = cluster.roles["webapp"].output().count("a Cloud status webhook settled it delivered")
+        print(f"in doubt at the kill: {len(in_doubt)}; settled by status webhooks: {settled}; resent: 0")
+        assert settled >= 1
+        wamids = dict(cluster.query("SELECT id, wamid FROM messages WHERE id = ANY(%s)", (list(in_doubt),)))
+        assert all(wamids[i] == served.api.find(callback_data=i).wamid for i in in_doubt)
+        eventually(lambda: {s["id"] for b in bodies() for s in b.get("statuses", [])
+                            if s["status"] == "delivered"} >= in_doubt, 30,
+                   what="the delivered statuses at the business, under our ids")

@@ -299,8 +299,7 @@ class CloudApi:
 
     async def _webhook_sender(self, app: web.Application) -> AsyncIterator[None]:
         self._webhooks = asyncio.Queue()
-        connector = aiohttp.TCPConnector(ssl=None if self.webhook_verify_tls else False)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5), connector=connector) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             worker = asyncio.create_task(self._send_webhooks(session), name="cloudapi-webhooks")
             try:
                 yield
@@ -329,7 +328,8 @@ class CloudApi:
             for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
                 delivery["attempts"] = attempt
                 try:
-                    async with session.post(self.webhook_url, data=raw, headers=headers) as resp:
+                    async with session.post(self.webhook_url, data=raw, headers=headers,
+                                            ssl=None if self.webhook_verify_tls else False) as resp:
                         delivery["status"] = resp.status
                         if resp.status < 500:
                             break
