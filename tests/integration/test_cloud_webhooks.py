@@ -195,7 +195,7 @@ def rows(cluster: LocalCluster) -> dict[str, tuple]:
 
 
 def test_a_status_webhook_settles_a_send_in_doubt_and_nothing_else(cloud_webapp, receiver):
-    cloud_webapp.configure(webhook_url=receiver)
+    cloud_webapp.configure(webhook_url=receiver, webhook_message={"sent": True})  # `sent` is opt-in
     insert_message(cloud_webapp, "in-doubt-sent", "claimed", send_started=True)
     insert_message(cloud_webapp, "in-doubt-failed", "claimed", send_started=True)
     insert_message(cloud_webapp, "claimed-not-started", "claimed", send_started=False)
@@ -216,6 +216,16 @@ def test_a_status_webhook_settles_a_send_in_doubt_and_nothing_else(cloud_webapp,
     assert set(by_id) == {"in-doubt-sent", "in-doubt-failed", "claimed-not-started", "already-delivered"}
     assert by_id["in-doubt-failed"]["errors"][0]["code"] == 1013
     assert "settled it delivered" in cloud_webapp.roles["webapp"].output()
+
+
+def test_a_sent_status_the_settings_turn_off_still_settles_its_send(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)  # `sent` statuses are opt-in, as on-premises
+    insert_message(cloud_webapp, "in-doubt", "claimed", send_started=True)
+    assert post(port(cloud_webapp), status_payload("in-doubt", "wamid.SENT", "sent")) == 200
+    assert post(port(cloud_webapp), status_payload("in-doubt", "wamid.SENT", "delivered")) == 200
+    eventually(lambda: bodies(), 30, what="the delivered status at the receiver")
+    assert rows(cloud_webapp)["in-doubt"] == ("delivered", "wamid.SENT", "wacore1")
+    assert [b["statuses"][0]["status"] for b in bodies()] == ["delivered"]
 
 
 def test_a_status_without_callback_data_is_keyed_by_our_id_through_the_stored_wamid(cloud_webapp, receiver):

@@ -10,7 +10,8 @@ bug, an unknown shape) waits in the table with its error instead of making Meta 
 days, disable the webhook. The webapp that stored a row wakes its own relay at once; the others
 poll every POLL_EVERY seconds.
 
-Relaying one row is one transaction: the webhook event, the message row's new state and the
+A status the application settings turn off (domain/status_webhooks.py: `sent` is opt-in) still
+settles its send; only its webhook event is not queued. Relaying one batch is one transaction: the webhook event, the message row's new state and the
 row's `relayed_at` commit together, so each notification has its effect exactly once."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from wacluster.db import messages as messages_db
 from wacluster.db import settings as settings_db
 from wacluster.db import webhooks as webhooks_db
 from wacluster.domain.cloud_inbound import STATUS, onprem_webhook, send_outcome, wamids_to_resolve
+from wacluster.domain.status_webhooks import wanted_payload
 from wacluster.runtime import metrics
 
 log = logging.getLogger("wacluster.webapp")
@@ -88,8 +90,10 @@ class CloudRelay:
                         await cloud_db.postpone(conn, row.id, RETRY_UNTRANSLATABLE, repr(exc))
                         continue
                     await self._settle_send(conn, row.notification, webhook)
-                    if settings.get("webhook_url"):
-                        events.append(webhook)
+                    # The on-premises status settings apply as in the coreapp (`sent` is opt-in).
+                    wanted = wanted_payload(webhook, settings) if settings.get("webhook_url") else None
+                    if wanted:
+                        events.append(wanted)
                     done.append(row.id)
                     RELAYED.labels(kind=row.notification.kind).inc()
                 await webhooks_db.enqueue(conn, events)
