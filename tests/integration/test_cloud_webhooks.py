@@ -13,6 +13,7 @@ import json
 import signal
 import ssl
 import time
+import urllib.request
 from urllib.parse import urlencode
 
 import psycopg
@@ -274,3 +275,33 @@ def test_a_killed_owners_sends_in_doubt_are_settled_by_status_webhooks_and_not_r
         eventually(lambda: {s["id"] for b in bodies() for s in b.get("statuses", [])
                             if s["status"] == "delivered"} >= in_doubt, 30,
                    what="the delivered statuses at the business, under our ids")
+
+
+def control(cloud: LocalCloud, path: str, body: dict) -> dict:
+    request = urllib.request.Request(f"{cloud.base}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def ids(payloads: list[dict]) -> set[str]:
+    return {p["entry"][0]["changes"][0]["value"]["messages"][0]["id"] for p in payloads}
+
+
+def test_the_local_cloud_apis_inbound_messages_arrive_only_when_rightly_signed(cloud_webapp, receiver):
+    cloud_webapp.configure(webhook_url=receiver)
+    with LocalCloud(phone_number_id=NUMBER) as served:
+        assert served.api.app_secret == SECRET
+        control(served, "/_control/config", {"webhook_url": f"https://127.0.0.1:{port(cloud_webapp)}{PATH}",
+                                             "webhook_verify_tls": False})
+        signed = [control(served, "/_control/inbound", {"type": kind})["queued"] for kind in cloud.TYPES]
+        refused = [control(served, "/_control/inbound", {"type": "text", "signing": signing})["queued"]
+                   for signing in ("wrongly_signed", "unsigned")]
+        eventually(lambda: len(served.api.webhook_deliveries) == len(signed) + 2
+                   and all(d["status"] is not None for d in served.api.webhook_deliveries), 30,
+                   what="every webhook answered")
+        assert {d["signing"]: d["status"] for d in served.api.webhook_deliveries} == {
+            "signed": 200, "wrongly_signed": 401, "unsigned": 401}
+        eventually(lambda: {m["id"] for b in bodies() for m in b.get("messages", [])} == ids(signed), 30,
+                   what="the rightly signed messages at the business")
+        assert not ids(refused) & {key.removeprefix("message:") for key, _ in stored(cloud_webapp)}
