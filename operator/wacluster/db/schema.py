@@ -221,6 +221,18 @@ MIGRATIONS: list[Migration] = [
         updated_at timestamptz NOT NULL DEFAULT now()
     );
     """),
+    # Media sent by our id through the Cloud API (db/cloud_media.py): the Cloud media id each file
+    # got when it was uploaded for a phone number, and when (Meta keeps uploads 30 days), so a file
+    # is uploaded once, not once per message. Gone with its media row. Expand: a new table.
+    Migration(15, 3, """
+    CREATE TABLE cloud_media (
+        media_id text NOT NULL REFERENCES media (id) ON DELETE CASCADE,
+        phone_number_id text NOT NULL,
+        cloud_media_id text NOT NULL,
+        uploaded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (media_id, phone_number_id)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

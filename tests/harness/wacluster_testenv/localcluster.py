@@ -151,8 +151,9 @@ class LocalCluster:
     def start_coreapp(self, name: str, args: tuple[str, ...] = ()) -> Role:
         """`args`: further command-line options of `wacluster coreapp`."""
         port = free_port()
+        # The webapps' media directory (start_webapp): in a pod, the shared media volume.
         argv = [sys.executable, "-m", "wacluster", ProcessRole.COREAPP, "--port", str(port), "--metrics-port", "0",
-                *args]
+                "--media-dir", str(self.workdir / "media"), *args]
         role = Role(name, "coreapp", self._launch(argv, "coreapp", name),
                     self._env(name, self._internal(self.coreapp_env)), self.workdir / f"{name}.log", port).start()
         self.roles[name] = role

@@ -7,6 +7,9 @@
   `biz_opaque_callback_data`) and is POSTed to `/{version}/{phone-number-id}/messages`: up to
   `concurrency` at once, one at a time per recipient (a recipient's messages keep their order),
   paced by `domain/pacing.SendPacer` at the shard's share of the account's budget.
+- A message naming media by our id gets its Cloud media ids first (`cloud_media.CloudMedia`:
+  uploaded once, then cached); no send is started meanwhile, and its recipient's later messages
+  wait. A refused upload is classified and handled as a refused send.
 - Before a send leaves, its row is marked started (`CloudLedger.start`, fenced like a claim);
   the answer's wamid is stored with `delivered`; a permanent error ends it `failed` with its
   on-premises status webhook. The Cloud API has no idempotency key: a send whose answer never
@@ -37,10 +40,11 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from wacluster.domain.cloud_errors import Action, OnPremError, Scope, SendFailure, classify
-from wacluster.domain.cloud_messages import cloud_message, media_to_upload
+from wacluster.domain.cloud_messages import cloud_message, media_to_upload, with_cloud_media
 from wacluster.domain.pacing import SendPacer
 from wacluster.runtime import metrics
 from wacluster.runtime.coreapp.cloud_ledger import CloudLedger
+from wacluster.runtime.coreapp.cloud_media import CloudMedia, UploadFailed
 from wacluster.runtime.gateway import CloudSettings
 from wacluster.runtime.gateway_link import GatewayClosed
 
@@ -85,8 +89,10 @@ class CloudGateway:
     def __init__(self, http: aiohttp.ClientSession, settings: CloudSettings, ledger: CloudLedger, *,
                  rate: float, in_doubt_window: float, pause_check_every: float,
                  may_send: Callable[[], bool], on_paused: Callable[[str | None], Awaitable[None]],
-                 on_closed: Callable[[str], Awaitable[None]], concurrency: int = 64) -> None:
+                 on_closed: Callable[[str], Awaitable[None]], media: CloudMedia | None = None,
+                 concurrency: int = 64) -> None:
         self.http = http
+        self.media = media  # None: media by our id cannot be sent (fails as unsendable)
         self.settings = settings
         self.ledger = ledger
         self.pacer = SendPacer(rate)
@@ -130,9 +136,9 @@ class CloudGateway:
             item = _Item(frame["id"], frame["to"], None, batch)
             try:
                 item.body = cloud_message(frame["id"], frame["body"])
-                if media_to_upload(item.body):
-                    item.unsendable = OnPremError(1000, "Generic error", "media sent by id cannot be sent through "
-                                                  "the Cloud API yet: send it by link")
+                if media_to_upload(item.body) and self.media is None:
+                    item.unsendable = OnPremError(1000, "Generic error", "this coreapp has no media directory to "
+                                                  "upload media sent by id from: send it by link")
             except (ValueError, KeyError, TypeError) as exc:
                 item.unsendable = OnPremError(1000, "Generic error", f"no Cloud API form for this message: {exc}")
             self._queues.setdefault(item.to, deque()).append(item)
@@ -244,6 +250,14 @@ class CloudGateway:
         for item in [i for i in heads if i.unsendable is not None]:
             heads.remove(item)
             await self._end(item, Action.FAIL, item.unsendable)
+        for item in [i for i in heads if media_to_upload(i.body)]:
+            # Its media first (no send is started for it meanwhile, so nothing is in doubt); the
+            # recipient stays busy until then, which keeps the order of its messages.
+            heads.remove(item)
+            task = asyncio.create_task(self._guarded(self._upload_media(item), "media upload"),
+                                       name="cloud-media-upload")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             allowed = set(await self.ledger.start([item.id for item in heads]))
         except Exception as exc:  # the database is away: nothing was started, try again shortly
@@ -257,6 +271,25 @@ class CloudGateway:
             heads.remove(item)
             self._forget(item, settled=False)
         return heads
+
+    async def _upload_media(self, item: _Item) -> None:
+        """Swap the item's media markers for Cloud media ids (uploading what is not cached), then
+        let the dispatcher send it; a refused upload is handled as a refused send."""
+        assert self.media is not None
+        try:
+            cloud_ids = await self.media.cloud_ids(media_to_upload(item.body))
+        except UploadFailed as exc:
+            await self._refused(item, exc.failure)
+            return
+        except Exception as exc:  # the database or the media volume is away: try again shortly
+            log.warning("message %s: could not prepare its media (%s); retrying", item.id, exc)
+            self._busy.discard(item.to)
+            self._not_before[item.to] = time.monotonic() + 1.0
+            self._changed.set()
+            return
+        item.body = with_cloud_media(item.body, cloud_ids)
+        self._busy.discard(item.to)
+        self._changed.set()
 
     async def _post(self, item: _Item) -> None:
         status: int | None = None

@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
                         help="Cloud API: seconds after a send started with no known outcome before it is sent again")
     parser.add_argument("--cloud-pause-check-interval", type=float, default=DEFAULTS.cloud_pause_check_interval,
                         help="Cloud API: seconds between credential checks while the account is refused")
+    parser.add_argument("--media-dir", default=DEFAULTS.media_dir,
+                        help="Cloud API: the shared media directory the webapps store uploads in (media sent by id "
+                             "is uploaded from it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     config = CoreappConfig(ack_timeout=args.ack_timeout, outbox_capacity=args.outbox_capacity,
                            backlog_page=args.backlog_page, backlog_interval=args.backlog_interval,
                            cloud_in_doubt_window=args.cloud_in_doubt_window,
-                           cloud_pause_check_interval=args.cloud_pause_check_interval)
+                           cloud_pause_check_interval=args.cloud_pause_check_interval,
+                           media_dir=args.media_dir)
     cloud = cloud_settings() if gateway_mode() is GatewayMode.CLOUD else None
 
     async def main() -> None:

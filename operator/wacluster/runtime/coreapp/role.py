@@ -15,13 +15,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from wacluster.api.interprocess import Role
+from wacluster.api.interprocess import MEDIA_DIR, Role
 from wacluster.db import account as account_db
 from wacluster.db import nodes as nodes_db
 from wacluster.db import schema
@@ -38,6 +39,7 @@ from wacluster.runtime.coreapp import clock
 from wacluster.runtime.coreapp.backlog import Backlog
 from wacluster.runtime.coreapp.cloud_gateway import CloudGateway
 from wacluster.runtime.coreapp.cloud_ledger import CloudLedger
+from wacluster.runtime.coreapp.cloud_media import CloudMedia
 from wacluster.runtime.coreapp.handoff import planned_handoff
 from wacluster.runtime.coreapp.ownership import Ownership, Session
 from wacluster.runtime.coreapp.sender import Sender
@@ -65,6 +67,7 @@ class CoreappConfig:
     # status webhook may resolve it) before the next session sends it again.
     cloud_in_doubt_window: float = 30.0
     cloud_pause_check_interval: float = 30.0  # seconds between credential checks while paused
+    media_dir: str = MEDIA_DIR  # the shared media volume: media sent by id is uploaded from it
 
     @property
     def stale_claim_after(self) -> float:
@@ -227,7 +230,8 @@ class Coreapp:
                             rate=shard_rate(self.cloud.messages_per_second, int(self.settings["shards"])),
                             in_doubt_window=self.config.cloud_in_doubt_window,
                             pause_check_every=self.config.cloud_pause_check_interval,
-                            may_send=may_send, on_paused=on_paused, on_closed=on_closed)
+                            may_send=may_send, on_paused=on_paused, on_closed=on_closed,
+                            media=CloudMedia(self.http, self.cloud, self.pool, Path(self.config.media_dir)))
         return link
 
     async def record_gateway_status(self, link: Gateway) -> None:
