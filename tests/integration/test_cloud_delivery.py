@@ -8,16 +8,14 @@ after the window and counted; the access token never appears in a log."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
-import threading
 import urllib.request
 
 import pytest
 
 from runtime_cluster import connected, webapp
-from wacluster_testenv.cloudapi import CloudApi, Fault, running
+from wacluster_testenv.cloudapi_thread import ServedCloudApi
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.processes import free_port
 
@@ -27,37 +25,11 @@ TOKEN = "EAAG-cloud-token-never-logged-4f1d2c"
 SECRET = "cloud-app-secret"
 
 
-class LocalCloud:
-    """The local Cloud API served by a thread of its own (the tests themselves are synchronous)."""
+class LocalCloud(ServedCloudApi):
+    """The local Cloud API with this suite's token and app secret, served from its own thread."""
 
     def __init__(self, **config) -> None:
-        self.api = CloudApi(access_token=TOKEN, app_secret=SECRET, **config)
-        self.loop = asyncio.new_event_loop()
-        self.base = ""
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            async with running(self.api) as base:
-                self.base = base
-                self._started.set()
-                await self._stop.wait()
-        self.loop.run_until_complete(main())
-
-    def __enter__(self) -> "LocalCloud":
-        self._thread.start()
-        assert self._started.wait(30), "the local Cloud API did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def fault(self, **fault) -> None:
-        self.loop.call_soon_threadsafe(self.api.faults.append, Fault(**fault))
+        super().__init__(access_token=TOKEN, app_secret=SECRET, **config)
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@ throttling, back up by 5 % per 10 s without it."""
 
 from __future__ import annotations
 
+import bisect
+import random
+
 import pytest
 
 from wacluster.domain.pacing import MIN_RATE, SendPacer, shard_rate
@@ -30,7 +33,25 @@ def test_the_account_budget_is_split_evenly_by_shard():
 def test_a_pacer_never_sends_more_than_its_rate_in_any_second():
     pacer = SendPacer(ceiling=80)
     assert sends_within(pacer, 100.0, 1.0) == 80
-    assert sends_within(pacer, 101.0, 1.0) == 80
+    assert sends_within(pacer, 101.0, 1.0) <= 80
+
+
+@pytest.mark.parametrize("rate", [40, 80, 250])
+def test_a_sender_that_wakes_late_keeps_the_rate_and_never_exceeds_it_in_any_second(rate):
+    """A busy event loop wakes the sender late by a few ms, now and then by 30 ms. The achieved
+    rate stays within 2 % of the configured one (before: every late wake-up was lost), and no
+    sliding one-second window holds more than `rate` sends (what Meta counts)."""
+    rng = random.Random(rate)
+    pacer = SendPacer(ceiling=rate)
+    now, sent = 100.0, []
+    while now < 160.0:
+        now += pacer.wait(now) + rng.uniform(0, 0.005) + (0.03 if rng.random() < 0.01 else 0.0)
+        pacer.take(now)
+        sent.append(now)
+    achieved = len(sent) / (sent[-1] - sent[0])
+    assert achieved >= 0.98 * rate
+    window_max = max(bisect.bisect_left(sent, t + 1.0) - i for i, t in enumerate(sent))
+    assert window_max <= rate
 
 
 def test_throttling_halves_the_rate_and_quiet_time_raises_it_by_five_percent_per_ten_seconds():

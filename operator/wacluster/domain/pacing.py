@@ -6,8 +6,12 @@ coreapps and nothing in PostgreSQL on the send path. The cost: a shard with noth
 its share unused (a skewed load gets less than the account could take). Coordinating one budget
 through PostgreSQL would use it fully but put a shared write on every send of every shard.
 
-The bucket holds at most one token (sends are spaced `1 / rate` apart, never bursting), so any
-one-second window sees at most `rate` sends: Meta counts throughput over such windows. A
+Two rules decide when a send may go. The schedule spaces sends `1 / rate` apart and keeps its
+slots when the sender wakes late (a busy event loop), catching up at most `CATCH_UP` seconds:
+dropped, every late wake-up would be lost and a loaded coreapp falls behind (it sent 75 % of its
+rate before). The window caps what catching up may do: a send waits until the send `floor(rate)`
+sends before it is more than `WINDOW` (1 s plus a margin for the network's jitter) in the past,
+so no one-second window holds more than the rate, which is what Meta counts. A
 throttling answer (130429 and the other account-wide codes) halves the rate; every
 `RECOVER_EVERY` seconds without one it grows back by `RECOVER_STEP` of itself, up to the
 configured rate. Pure: the caller passes the monotonic time.
@@ -15,11 +19,14 @@ configured rate. Pure: the caller passes the monotonic time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 MIN_RATE = 0.5          # messages per second a throttled owner never goes below
 RECOVER_EVERY = 10.0    # seconds without throttling before each step up
 RECOVER_STEP = 0.05     # each step up: +5 % of the current rate
+CATCH_UP = 0.1          # seconds of slots a late sender may make up
+WINDOW = 1.01           # Meta's one-second window, plus 10 ms for arrivals bunched on the way
 
 
 def shard_rate(messages_per_second: float, shards: int) -> float:
@@ -34,6 +41,7 @@ class SendPacer:
     next_at: float = 0.0        # monotonic time of the next allowed send
     throttled_at: float | None = None  # last throttling answer
     recovered_at: float = 0.0   # last step up (or throttle)
+    recent: deque[float] = field(default_factory=deque)  # the last floor(rate) sends
 
     def __post_init__(self) -> None:
         if self.ceiling <= 0:
@@ -43,11 +51,21 @@ class SendPacer:
     def wait(self, now: float) -> float:
         """Seconds until the next send may go (0: now)."""
         self._recover(now)
-        return max(0.0, self.next_at - now)
+        at = self.next_at
+        if len(self.recent) >= self._window_limit:
+            at = max(at, self.recent[-self._window_limit] + WINDOW)
+        return max(0.0, at - now)
 
     def take(self, now: float) -> None:
         """One send goes now (call once `wait` returned 0)."""
-        self.next_at = max(self.next_at, now) + 1.0 / self.rate
+        self.next_at = max(self.next_at, now - CATCH_UP) + 1.0 / self.rate
+        self.recent.append(now)
+        while len(self.recent) > self._window_limit:
+            self.recent.popleft()
+
+    @property
+    def _window_limit(self) -> int:
+        return max(1, int(self.rate))
 
     def throttled(self, now: float) -> None:
         """The Cloud API said the account sends too fast: halve the pace."""
