@@ -214,7 +214,7 @@ MIGRATIONS: list[Migration] = [
     """),
     # Certificates uploaded through the API (db/certificates.py), by name: 'webhooks_ca', the CA
     # bundle webhook deliveries verify receivers with. Expand: a new table.
-    Migration(14, 3, """
+    Migration(13, 3, """
     CREATE TABLE certificates (
         name text PRIMARY KEY,
         pem text NOT NULL,
@@ -224,7 +224,7 @@ MIGRATIONS: list[Migration] = [
     # Media sent by our id through the Cloud API (db/cloud_media.py): the Cloud media id each file
     # got when it was uploaded for a phone number, and when (Meta keeps uploads 30 days), so a file
     # is uploaded once, not once per message. Gone with its media row. Expand: a new table.
-    Migration(15, 3, """
+    Migration(14, 3, """
     CREATE TABLE cloud_media (
         media_id text NOT NULL REFERENCES media (id) ON DELETE CASCADE,
         phone_number_id text NOT NULL,
