@@ -14,6 +14,7 @@ import urllib.request
 
 from common import ROOT, Bench, emit, rss_mib
 from wacluster.api.interprocess import Env
+from wacluster_testenv.crds import install_crd
 from wacluster_testenv.processes import free_port
 
 
@@ -26,8 +27,7 @@ def main() -> None:
     with Bench("operator-scale") as bench:
         kubeconfig = bench.summary["kubeconfig"]
         kubectl = bench.env.control_plane.kubectl
-        kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "whatsappcluster.yaml"))
-        kubectl("wait", "--for=condition=Established", "crd/whatsappclusters.wacluster.io")
+        install_crd(kubectl, ROOT / "crds" / "whatsappcluster.yaml")
         kubectl("create", "namespace", "scale")
         metrics_port = free_port()
         log = open(f"/tmp/wacluster-operator-scale-{os.getpid()}.log", "wb")

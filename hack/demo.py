@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from wacluster.api.interprocess import Env  # noqa: E402
 from wacluster_testenv.apiclient import ApiClient  # noqa: E402
 from wacluster_testenv.build import bin_dir  # noqa: E402
+from wacluster_testenv.crds import install_crd  # noqa: E402
 from wacluster_testenv.environment import Environment  # noqa: E402
 from wacluster_testenv.eventually import eventually  # noqa: E402
 from wacluster_testenv.localcluster import LocalCluster  # noqa: E402
@@ -80,8 +81,7 @@ def main() -> int:
     operator = None
     try:
         say("installing the WhatsAppCluster CRD from crds/")
-        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        kubectl("wait", "--for=condition=Established", "crd/whatsappclusters.wacluster.io", "--timeout=60s")
+        install_crd(kubectl, ROOT / "crds" / "whatsappcluster.yaml")
         kubectl("create", "namespace", NAMESPACE)
 
         say("starting the operator (watching namespace demo)")

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from wacluster.api.interprocess import Env
+from wacluster_testenv import crds
 from wacluster_testenv.build import bin_dir
 from wacluster_testenv.eventually import eventually
 
@@ -28,8 +29,7 @@ def kubectl(kubeconfig: str, *args: str, input: str | None = None, check: bool =
 
 
 def install_crd(kubeconfig: str) -> None:
-    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "whatsappcluster.yaml"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/whatsappclusters.wacluster.io", "--timeout=60s")
+    crds.install_crd(lambda *args: kubectl(kubeconfig, *args), ROOT / "crds" / "whatsappcluster.yaml")
 
 
 def operator_kubeconfig(admin_kubeconfig: str, directory: Path) -> str:
