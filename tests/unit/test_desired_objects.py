@@ -158,10 +158,23 @@ def test_cloud_credentials_reach_only_the_roles_that_use_them_and_only_by_refere
                    if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "meta-cloud"}
             for name, container in containers.items()}
     assert refs["wa-coreapp"] == {"WACLUSTER_CLOUD_ACCESS_TOKEN": {"name": "meta-cloud", "key": "access-token"}}
+    # The webapps register the number with the Cloud API (/v1/account/verify): they need the token.
     assert refs["wa-webapp"] == {"WACLUSTER_CLOUD_APP_SECRET": {"name": "meta-cloud", "key": "app-secret"},
-                                 "WACLUSTER_CLOUD_VERIFY_TOKEN": {"name": "meta-cloud", "key": "verify-token"}}
+                                 "WACLUSTER_CLOUD_VERIFY_TOKEN": {"name": "meta-cloud", "key": "verify-token"},
+                                 "WACLUSTER_CLOUD_ACCESS_TOKEN": {"name": "meta-cloud", "key": "access-token"}}
     assert {name: r for name, r in refs.items() if name not in ("wa-coreapp", "wa-webapp")} == \
         {name: {} for name in containers if name not in ("wa-coreapp", "wa-webapp")}
+
+
+def test_cloud_mode_tells_the_webapps_the_mode_and_the_graph_api_they_register_through():
+    tuned = {**CLOUD, "cloud": {**CLOUD["cloud"], "apiVersion": "v24.0", "baseUrl": "http://cloudapi.test:8088"}}
+    env = _env(_containers(_index(owned_objects(_view(gateway=tuned), "1.0.0")))["wa-webapp"])
+    assert {name: env[name].get("value") for name in ("WACLUSTER_GATEWAY_MODE", "WACLUSTER_CLOUD_BASE_URL",
+                                                      "WACLUSTER_CLOUD_API_VERSION")} == \
+        {"WACLUSTER_GATEWAY_MODE": "cloud", "WACLUSTER_CLOUD_BASE_URL": "http://cloudapi.test:8088",
+         "WACLUSTER_CLOUD_API_VERSION": "v24.0"}
+    sandbox = _env(_containers(_index(owned_objects(_view(gateway={"mode": "sandbox"}), "1.0.0")))["wa-webapp"])
+    assert not [name for name in sandbox if "CLOUD" in name or name == "WACLUSTER_GATEWAY_MODE"]
 
 
 def test_sandbox_mode_leaves_the_coreapps_environment_as_before():

@@ -94,8 +94,8 @@ def _cloud_secret_env(view: ClusterView, name: str, key: str) -> dict[str, Any]:
 
 
 def coreapp_gateway_env(view: ClusterView) -> list[dict[str, Any]]:
-    """Cloud mode: which account the coreapps send through, and the access token (the only role
-    that gets it). Nothing in the other modes, which the coreapps' default (sandbox) covers, so an
+    """Cloud mode: which account the coreapps send through, and the access token (coreapps and
+    webapps get it; see webapp_gateway_env). Nothing in the other modes, which the coreapps' default (sandbox) covers, so an
     operator upgrade does not roll the coreapps of every existing cluster."""
     cloud = view.spec.gateway.cloud
     if view.spec.gateway.mode != "cloud" or cloud is None:
@@ -111,14 +111,21 @@ def coreapp_gateway_env(view: ClusterView) -> list[dict[str, Any]]:
 
 
 def webapp_gateway_env(view: ClusterView) -> list[dict[str, Any]]:
-    """Cloud mode: what the webapps' endpoint for Meta's webhooks checks them with, and whose
-    notifications it keeps (never the access token)."""
+    """Cloud mode: what the webapps' endpoint for Meta's webhooks checks them with, whose
+    notifications it keeps, and the Graph API the account endpoints call."""
     cloud = view.spec.gateway.cloud
     if view.spec.gateway.mode != "cloud" or cloud is None:
         return []
-    return [{"name": Env.CLOUD_PHONE_NUMBER_ID, "value": cloud.phone_number_id},
+    return [{"name": Env.GATEWAY_MODE, "value": "cloud"},
+            {"name": Env.CLOUD_BASE_URL, "value": cloud.base_url},
+            {"name": Env.CLOUD_API_VERSION, "value": cloud.api_version},
+            {"name": Env.CLOUD_PHONE_NUMBER_ID, "value": cloud.phone_number_id},
             _cloud_secret_env(view, Env.CLOUD_APP_SECRET, CLOUD_APP_SECRET_KEY),
-            _cloud_secret_env(view, Env.CLOUD_VERIFY_TOKEN, CLOUD_VERIFY_TOKEN_KEY)]
+            _cloud_secret_env(view, Env.CLOUD_VERIFY_TOKEN, CLOUD_VERIFY_TOKEN_KEY),
+            # The webapps need the access token too: POST /v1/account/verify registers the number
+            # with the Cloud API (POST /{version}/{phone-number-id}/register), which only the
+            # account's token may do; it is still a secretKeyRef, never a value in the pod spec.
+            _cloud_secret_env(view, Env.CLOUD_ACCESS_TOKEN, CLOUD_ACCESS_TOKEN_KEY)]
 
 
 def gateway_url(view: ClusterView) -> str | None:
