@@ -9,6 +9,13 @@ async def add(conn: AsyncConnection, media_id: str, content_type: str, size: int
     await conn.execute("INSERT INTO media (id, content_type, size) VALUES (%s, %s, %s)", (media_id, content_type, size))
 
 
+async def add_if_absent(conn: AsyncConnection, media_id: str, content_type: str, size: int) -> None:
+    """Like add, for media another webapp may have stored under the same id meanwhile (a Cloud
+    media id fetched by two at once: same bytes)."""
+    await conn.execute("INSERT INTO media (id, content_type, size) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                       (media_id, content_type, size))
+
+
 async def get(conn: AsyncConnection, media_id: str) -> tuple[str, int] | None:
     row = await (await conn.execute("SELECT content_type, size FROM media WHERE id = %s", (media_id,))).fetchone()
     return (row[0], row[1]) if row else None

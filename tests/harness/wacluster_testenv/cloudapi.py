@@ -98,6 +98,7 @@ class CloudApi:
     faults: list[Fault] = field(default_factory=list)
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    media_calls: list[str] = field(default_factory=list)  # paths of media lookups and downloads, in order
     _recent: deque[float] = field(default_factory=deque)
     _recent_by_recipient: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _webhooks: asyncio.Queue | None = None
@@ -223,6 +224,8 @@ class CloudApi:
         if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
             return cloud_error(401, 190, "Invalid OAuth access token - Cannot parse access token", subcode=463)
         media_id = request.match_info["media_id"]
+        if media_id != self.phone_number_id:
+            self.media_calls.append(request.path)
         if media_id == self.phone_number_id:
             # GET /{version}/{phone-number-id}: the phone number's fields (the driver's credentials check).
             return web.json_response({"verified_name": "wacluster test", "code_verification_status": "VERIFIED",
@@ -238,6 +241,10 @@ class CloudApi:
                                   "file_size": info["file_size"], "id": media_id})
 
     async def _media_download(self, request: web.Request) -> web.Response:
+        # Meta's download URL needs the access token too.
+        if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
+            return cloud_error(401, 190, "Invalid OAuth access token - Cannot parse access token", subcode=463)
+        self.media_calls.append(request.path)
         info = self.media.get(request.match_info["media_id"])
         if info is None:
             raise web.HTTPNotFound()

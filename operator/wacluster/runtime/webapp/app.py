@@ -20,6 +20,8 @@ from wacluster.runtime.node import gateway_url
 from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.webapp.auth import Auth
+from wacluster.runtime.gateway import cloud_settings as cloud_gateway_settings
+from wacluster.runtime.webapp.cloud_media_in import CloudMediaIn
 from wacluster.runtime.webapp.cloud_relay import CloudRelay
 from wacluster.runtime.webapp.cloud_webhooks import CloudWebhooks, settings_from_env
 from wacluster.runtime.webapp.contacts import ContactChecks
@@ -134,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
                            f"<cluster>-webhook-signing Secret)")
     token = internal_token()  # before anything starts: without it no coreapp takes a hand-off
     cloud_settings = settings_from_env()  # None: not in cloud mode, no Cloud webhooks
+    # With the access token (cloud mode) inbound media ids are fetched from the Cloud API.
+    cloud_gateway = cloud_gateway_settings() if os.environ.get(Env.CLOUD_ACCESS_TOKEN) else None
 
     async def main() -> None:
         # A client waits at most DATABASE_WAIT for a connection; then it gets a 503 and Retry-After.
@@ -148,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
         contacts = ContactChecks(pool, session, gateway_url())
         relay = CloudRelay(pool)
         cloud = CloudWebhooks(pool, cloud_settings, relay.stored) if cloud_settings else None
+        cloud_in = CloudMediaIn(pool, Path(args.media_dir), cloud_gateway, session,
+                                args.media_max_bytes) if cloud_gateway else None
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
-                        Media(pool, Path(args.media_dir), args.media_max_bytes), contacts, cloud)
+                        Media(pool, Path(args.media_dir), args.media_max_bytes, cloud_in), contacts, cloud)
         stop = asyncio.Event()
         install_stop_signals(stop)
         supervisor = Supervisor(log)

@@ -21,8 +21,9 @@ MEDIA_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class Media:
-    def __init__(self, pool: AsyncConnectionPool, directory: Path, max_bytes: int) -> None:
-        self.pool, self.directory, self.max_bytes = pool, directory, max_bytes
+    def __init__(self, pool: AsyncConnectionPool, directory: Path, max_bytes: int, cloud_in=None) -> None:
+        """`cloud_in` (cloud_media_in.CloudMediaIn, cloud mode): serves the ids that are not ours."""
+        self.pool, self.directory, self.max_bytes, self.cloud_in = pool, directory, max_bytes, cloud_in
         directory.mkdir(parents=True, exist_ok=True)
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -59,6 +60,8 @@ class Media:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         media_id = request.match_info["media_id"]
+        if not MEDIA_ID.match(media_id) and self.cloud_in is not None:
+            return await self.cloud_in.serve(media_id)
         if not MEDIA_ID.match(media_id):
             raise ApiError("not_found", "no media with that id")
         async with self.pool.connection() as conn:
