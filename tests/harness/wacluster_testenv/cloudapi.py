@@ -8,6 +8,8 @@ as Meta's does, never shipped in the product.
   [{"id": "wamid.…"}]}` and is recorded under its `biz_opaque_callback_data`, so a test counts
   duplicates.
 - `GET /{version}/{phone_number_id}`: the phone number's fields (how a client checks its token).
+- `POST /{version}/{phone_number_id}/register` (`messaging_product`, `pin`): registers the number;
+  the first PIN becomes its two-step verification PIN, a different one later is refused (133005).
 - `POST /{version}/{phone_number_id}/media` (multipart upload), `GET /{version}/{media_id}` and the
   download URL it names.
 - Status webhooks (sent, delivered, read, failed) POSTed to the configured URL, signed
@@ -31,6 +33,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from collections import defaultdict, deque
@@ -99,6 +102,11 @@ class CloudApi:
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
     media_calls: list[str] = field(default_factory=list)  # paths of media lookups and downloads, in order
+    # Registration (POST /{version}/{phone-number-id}/register): the number's two-step verification
+    # PIN (None: not set yet; the first register sets it, as Meta's does) and whether it is registered.
+    two_step_pin: str | None = None
+    registered: bool = False
+    code_verification_status: str = "VERIFIED"
     _recent: deque[float] = field(default_factory=deque)
     _recent_by_recipient: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _webhooks: asyncio.Queue | None = None
@@ -137,6 +145,7 @@ class CloudApi:
         app.router.add_post("/_control/reset", self._control_reset)
         app.router.add_post("/{version}/{phone_number_id}/messages", self._messages)
         app.router.add_post("/{version}/{phone_number_id}/media", self._upload)
+        app.router.add_post("/{version}/{phone_number_id}/register", self._register)
         app.router.add_get("/_media/{media_id}", self._media_download)
         app.router.add_get("/{version}/{media_id}", self._media_info)
         return app
@@ -220,6 +229,24 @@ class CloudApi:
                                 "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data)}
         return web.json_response({"id": media_id})
 
+    async def _register(self, request: web.Request) -> web.Response:
+        refused = self._refuse_caller(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            return cloud_error(400, 100, "(#100) The request body is not JSON")
+        pin = body.get("pin") if isinstance(body, dict) else None
+        if body.get("messaging_product") != "whatsapp" or not isinstance(pin, str) or not re.fullmatch(r"[0-9]{6}", pin):
+            return cloud_error(400, 100, "(#100) The parameters messaging_product=whatsapp and a 6-digit pin "
+                                         "are required")
+        if self.two_step_pin is not None and pin != self.two_step_pin:
+            return cloud_error(400, 133005, "Two step verification PIN Mismatch",
+                               details="The two-step verification PIN is not the one set for this number")
+        self.two_step_pin, self.registered = pin, True
+        return web.json_response({"success": True})
+
     async def _media_info(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
             return cloud_error(401, 190, "Invalid OAuth access token - Cannot parse access token", subcode=463)
@@ -228,7 +255,7 @@ class CloudApi:
             self.media_calls.append(request.path)
         if media_id == self.phone_number_id:
             # GET /{version}/{phone-number-id}: the phone number's fields (the driver's credentials check).
-            return web.json_response({"verified_name": "wacluster test", "code_verification_status": "VERIFIED",
+            return web.json_response({"verified_name": "wacluster test", "code_verification_status": self.code_verification_status,
                                       "display_phone_number": self.display_phone_number,
                                       "quality_rating": "GREEN", "platform_type": "CLOUD_API",
                                       "throughput": {"level": "STANDARD"}, "id": self.phone_number_id})

@@ -22,6 +22,7 @@ from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.webapp.auth import Auth
 from wacluster.runtime.gateway import cloud_settings as cloud_gateway_settings
 from wacluster.runtime.webapp.cloud_media_in import CloudMediaIn
+from wacluster.runtime.webapp.cloud_account import cloud_account_from_env
 from wacluster.runtime.webapp.cloud_relay import CloudRelay
 from wacluster.runtime.webapp.cloud_webhooks import CloudWebhooks, settings_from_env
 from wacluster.runtime.webapp.contacts import ContactChecks
@@ -148,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
         webhook_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             limit=64, resolver=AllowedDestinationsResolver(allowed)))
         cache = ShardMapCache(pool)
-        handlers = Handlers(pool, cache, Router(cache, session, token), session, gateway_url(), allowed)
-        contacts = ContactChecks(pool, session, gateway_url())
+        cloud_account = cloud_account_from_env(session)  # None: the sandbox's protocol
+        handlers = Handlers(pool, cache, Router(cache, session, token), session, gateway_url(), allowed,
+                            cloud_account)
+        contacts = ContactChecks(pool, session, gateway_url(), cloud=cloud_account is not None)
         relay = CloudRelay(pool)
         cloud = CloudWebhooks(pool, cloud_settings, relay.stored) if cloud_settings else None
         cloud_in = CloudMediaIn(pool, Path(args.media_dir), cloud_gateway, session,

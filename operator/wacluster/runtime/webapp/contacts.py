@@ -5,7 +5,12 @@ webapp answers a recently checked number without asking again, unless `force_che
 `blocking: wait` asks the server for the unknown numbers before answering. `no_wait` answers them
 `processing` and queues them for `run`, a long-lived worker under the webapp's supervisor, which
 checks them and caches the result for the next call. The queue is bounded: when it is full, a
-no_wait request is checked inline, which slows that client down instead of piling up work."""
+no_wait request is checked inline, which slows that client down instead of piling up work.
+
+In cloud mode there is nothing to ask: the Cloud API has no contacts endpoint, and Meta's migration
+guide has sends go to phone numbers directly. Every well-formed number is answered `valid` with
+its digits as `wa_id`, at once, and nothing is cached; whether it is on WhatsApp shows only when a
+send to it fails (131026, a `failed` status webhook)."""
 
 from __future__ import annotations
 
@@ -29,14 +34,19 @@ GATEWAY_TIMEOUT = 10.0
 
 
 class ContactChecks:
-    def __init__(self, pool: AsyncConnectionPool, session: aiohttp.ClientSession, gateway_url: str) -> None:
-        self.pool, self.session = pool, session
+    def __init__(self, pool: AsyncConnectionPool, session: aiohttp.ClientSession, gateway_url: str,
+                 cloud: bool = False) -> None:
+        self.pool, self.session, self.cloud = pool, session, cloud
         self.gateway_url = gateway_url.rstrip("/")
         self.queue: asyncio.Queue[list[str]] = asyncio.Queue(QUEUED_CHECKS)
 
     async def check(self, request: web.Request) -> web.Response:
         body = await parse(request, ContactsRequest)
         numbers = [normalise_number(given) for given in body.contacts]
+        if self.cloud:
+            known = {n: Checked(n, "valid", n) for n in numbers if n}
+            return web.json_response({"contacts": [_answer(given, number, known, set())
+                                                   for given, number in zip(body.contacts, numbers)]})
         wanted = sorted({n for n in numbers if n})
         known: dict[str, Checked] = {}
         if wanted and not body.force_check:

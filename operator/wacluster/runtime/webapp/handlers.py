@@ -22,6 +22,7 @@ from wacluster.db.messages import Idempotency, KeyHolder, Message
 from wacluster.domain.health import NodeHealthInput, health
 from wacluster.domain.sharding import route_hash
 from wacluster.domain.webhook_destinations import Network
+from wacluster.runtime.webapp.cloud_account import CloudAccount, is_same_number
 from wacluster.runtime.webapp.destinations import DestinationRefused, check_literal_host
 from wacluster.runtime.webapp.errors import ApiError, parse
 from wacluster.runtime.webapp.batching import KeyTaken, ShardBatcher
@@ -32,8 +33,11 @@ REQUEST_DEADLINE = 10.0  # how long a send may wait for a failover before answer
 
 class Handlers:
     def __init__(self, pool: AsyncConnectionPool, cache: ShardMapCache, router: Router,
-                 session: aiohttp.ClientSession, gateway_url: str, webhook_allowed: list[Network] | None = None) -> None:
+                 session: aiohttp.ClientSession, gateway_url: str, webhook_allowed: list[Network] | None = None,
+                 cloud: CloudAccount | None = None) -> None:
+        """`cloud`: in cloud mode, the account is registered with the Cloud API, not the gateway."""
         self.pool, self.cache, self.router = pool, cache, router
+        self.cloud = cloud
         self.webhook_allowed = webhook_allowed or []
         self.session = session
         self.gateway_url = gateway_url.rstrip("/")
@@ -60,10 +64,25 @@ class Handlers:
 
     async def register(self, request: web.Request) -> web.Response:
         body = await parse(request, AccountRequest)
-        await self._gateway("/v1/register", {"phone": body.phone})
+        vname = body.phone
+        if self.cloud is not None:
+            number = await self.cloud.number()
+            if not is_same_number(body.phone, number):
+                raise ApiError("bad_request", f"cc and phone_number are not the Cloud API phone number "
+                                              f"{self.cloud.settings.phone_number_id}'s number")
+            if body.pin is not None and number.verified:
+                # Nothing left to verify: registered now with the two-step PIN, as on-premises
+                # answers 201 for an account that needs no code.
+                await self.cloud.register(body.pin)
+                async with self.pool.connection() as conn:
+                    await account_db.register(conn, body.phone)
+                return web.json_response({}, status=201)
+            vname = number.verified_name or body.phone
+        else:
+            await self._gateway("/v1/register", {"phone": body.phone})
         async with self.pool.connection() as conn:
             await settings_db.write(conn, {"pending_registration": body.phone})
-        return web.json_response({"account": [{"vname": body.phone}]}, status=202)
+        return web.json_response({"account": [{"vname": vname}]}, status=202)
 
     async def verify(self, request: web.Request) -> web.Response:
         body = await parse(request, VerifyRequest)
@@ -71,7 +90,10 @@ class Handlers:
             phone = (await settings_db.read_all(conn)).get("pending_registration")
         if not phone:
             raise ApiError("bad_request", "no registration is pending: POST /v1/account first")
-        await self._gateway("/v1/verify", {"phone": phone, "code": body.code})
+        if self.cloud is not None:
+            await self.cloud.register(body.code)  # the code is the number's two-step PIN
+        else:
+            await self._gateway("/v1/verify", {"phone": phone, "code": body.code})
         async with self.pool.connection() as conn:
             await account_db.register(conn, phone)
         return web.json_response({}, status=201)
