@@ -237,8 +237,9 @@ class CloudApi:
             body = await request.json()
         except ValueError:
             return cloud_error(400, 100, "(#100) The request body is not JSON")
-        pin = body.get("pin") if isinstance(body, dict) else None
-        if body.get("messaging_product") != "whatsapp" or not isinstance(pin, str) or not re.fullmatch(r"[0-9]{6}", pin):
+        body = body if isinstance(body, dict) else {}
+        pin = body.get("pin")
+        if body.get("messaging_product") != "whatsapp" or not isinstance(pin, str) or not re.fullmatch("[0-9]{6}", pin):
             return cloud_error(400, 100, "(#100) The parameters messaging_product=whatsapp and a 6-digit pin "
                                          "are required")
         if self.two_step_pin is not None and pin != self.two_step_pin:
