@@ -57,3 +57,16 @@ def test_an_id_of_neither_shape_is_404_without_asking_the_cloud_api(cloud_media,
     reply = api.request("GET", f"/v1/media/{media_id}")
     assert reply.status == 404 and reply.error["code"] == 1006
     assert served.api.media_calls == []
+
+
+def test_media_over_its_types_documented_size_is_503_and_leaves_nothing_behind(cloud_media, lone_webapp):
+    api, served = cloud_media
+    media_id, data = "1987654321012345", b"RIFF" + b"x" * (500 * 1024)  # a sticker over 500 KB
+    served.loop.call_soon_threadsafe(served.api.media.__setitem__, media_id, {
+        "data": data, "mime_type": "image/webp", "sha256": "0" * 64, "file_size": len(data)})
+    eventually(lambda: media_id in served.api.media, 5, what="the media at the local Cloud API")
+    refused = api.request("GET", f"/v1/media/{media_id}")
+    assert refused.status == 503 and refused.error["code"] == 1011
+    assert served.api.media_calls == [f"/v23.0/{media_id}", f"/_media/{media_id}"]
+    assert not lone_webapp.query("SELECT id FROM media WHERE id = %s", (media_id,))
+    assert [p.name for p in (lone_webapp.workdir / "media").iterdir()] == []
