@@ -5,6 +5,8 @@ the on-premises 404 (1006); an id of neither shape is 404 without asking the Clo
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from runtime_cluster import webapp
@@ -70,3 +72,14 @@ def test_media_over_its_types_documented_size_is_503_and_leaves_nothing_behind(c
     assert served.api.media_calls == [f"/v23.0/{media_id}", f"/_media/{media_id}"]
     assert not lone_webapp.query("SELECT id FROM media WHERE id = %s", (media_id,))
     assert [p.name for p in (lone_webapp.workdir / "media").iterdir()] == []
+
+
+def test_concurrent_gets_of_a_new_cloud_id_download_it_once(cloud_media):
+    api, served = cloud_media
+    payload = control(served, "/_control/inbound", {"type": "document"})["queued"]
+    media_id = payload["entry"][0]["changes"][0]["value"]["messages"][0]["document"]["id"]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: api.request("GET", f"/v1/media/{media_id}"), range(6)))
+    assert {(r.status, r.raw, r.headers["Content-Type"]) for r in replies} == {
+        (200, served.api.media[media_id]["data"], "application/pdf")}
+    assert served.api.media_calls.count(f"/_media/{media_id}") == 1

@@ -43,8 +43,9 @@ class CloudMediaIn:
                  session: aiohttp.ClientSession, max_bytes: int) -> None:
         self.pool, self.directory, self.settings = pool, directory, settings
         self.session, self.max_bytes = session, max_bytes
-        # One download per id at a time in this webapp; concurrent GETs wait for it.
-        self._fetching: dict[str, asyncio.Task] = {}
+        # One download per id at a time in this webapp: concurrent GETs wait for the first and
+        # then find it stored. A lock lives while GETs of its id are under way.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def serve(self, media_id: str) -> web.StreamResponse:
         """The media `media_id` (not one of our ids) from disk, fetched from the Cloud API first
@@ -53,12 +54,17 @@ class CloudMediaIn:
             raise ApiError("not_found", NOT_FOUND)
         content_type = await self._stored(media_id)
         if content_type is None:
-            task = self._fetching.get(media_id)
-            if task is None:
-                task = asyncio.ensure_future(self._fetch(media_id))
-                self._fetching[media_id] = task
-                task.add_done_callback(lambda _: self._fetching.pop(media_id, None))
-            content_type = await asyncio.shield(task)
+            lock, users = self._locks.get(media_id, (asyncio.Lock(), 0))
+            self._locks[media_id] = (lock, users + 1)
+            try:
+                async with lock:
+                    content_type = await self._stored(media_id) or await self._fetch(media_id)
+            finally:
+                lock, users = self._locks[media_id]
+                if users == 1:
+                    del self._locks[media_id]
+                else:
+                    self._locks[media_id] = (lock, users - 1)
         return web.FileResponse(self.directory / media_id, headers={"Content-Type": content_type})
 
     async def _stored(self, media_id: str) -> str | None:
