@@ -39,6 +39,9 @@ class ContactChecks:
         self.pool, self.session, self.cloud = pool, session, cloud
         self.gateway_url = gateway_url.rstrip("/")
         self.queue: asyncio.Queue[list[str]] = asyncio.Queue(QUEUED_CHECKS)
+        # Numbers queued or being checked: a no_wait repeated before the answer is cached queues
+        # nothing more, so polling a number does not ask the server about it again and again.
+        self.pending: set[str] = set()
 
     async def check(self, request: web.Request) -> web.Response:
         body = await parse(request, ContactsRequest)
@@ -48,6 +51,9 @@ class ContactChecks:
             return web.json_response({"contacts": [_answer(given, number, known, set())
                                                    for given, number in zip(body.contacts, numbers)]})
         wanted = sorted({n for n in numbers if n})
+        # Taken before the cache is read: a number pending now is either still being checked or
+        # was recorded while we read, and in neither case needs queueing again.
+        pending = self.pending & set(wanted)
         known: dict[str, Checked] = {}
         if wanted and not body.force_check:
             async with self.pool.connection() as conn:
@@ -57,8 +63,9 @@ class ContactChecks:
         if unknown and (body.blocking == "wait" or self.queue.full()):
             known.update(await self._ask_and_record(unknown))
             failed = set(unknown) - set(known)
-        elif unknown:
-            self.queue.put_nowait(unknown)
+        elif fresh := [n for n in unknown if n not in pending and n not in self.pending]:
+            self.pending.update(fresh)
+            self.queue.put_nowait(fresh)
         answers = [_answer(given, number, known, failed) for given, number in zip(body.contacts, numbers)]
         return web.json_response({"contacts": answers})
 
@@ -66,7 +73,10 @@ class ContactChecks:
         """Check what no_wait requests queued, one request's numbers at a time (supervised)."""
         while True:
             numbers = await self.queue.get()
-            await self._ask_and_record(numbers)
+            try:
+                await self._ask_and_record(numbers)
+            finally:  # recorded (or failed): a later no_wait reads the cache or queues it again
+                self.pending.difference_update(numbers)
 
     async def _ask_and_record(self, numbers: list[str]) -> dict[str, Checked]:
         """Ask the WhatsApp server about `numbers` and cache the answers; a number it did not
