@@ -71,7 +71,7 @@ def is_same_number(phone: str, number: CloudNumber) -> bool:
 
 
 def cloud_account_from_env(session: aiohttp.ClientSession) -> CloudAccount | None:
-    """None unless WACLUSTER_GATEWAY_MODE is cloud; exits naming what cloud mode misses."""
+    """None unless the gateway mode (Env.GATEWAY_MODE) is cloud; exits naming what cloud mode misses."""
     if gateway_mode() != GatewayMode.CLOUD:
         return None
     return CloudAccount(session, cloud_settings())
