@@ -167,7 +167,9 @@ def test_a_cloud_cluster_runs_no_sandbox_and_gives_the_coreapps_the_cloud_accoun
     assert env["WACLUSTER_CLOUD_PHONE_NUMBER_ID"] == "106540352242922"
     assert env["WACLUSTER_CLOUD_MESSAGES_PER_SECOND"] == "250"
     assert env["WACLUSTER_CLOUD_ACCESS_TOKEN"] == {"secretKeyRef": {"name": "meta-cloud", "key": "access-token"}}
-    assert "WACLUSTER_CLOUD_ACCESS_TOKEN" not in _container_env(k, ns, "wa-webapp")
+    # Webapps register the number and fetch inbound media with it; the sandbox and masters never see it.
+    assert _container_env(k, ns, "wa-webapp")["WACLUSTER_CLOUD_ACCESS_TOKEN"] == env["WACLUSTER_CLOUD_ACCESS_TOKEN"]
+    assert "WACLUSTER_CLOUD_ACCESS_TOKEN" not in _container_env(k, ns, "wa-master")
     # The operator never reads the Secret: the token is nowhere it writes.
     events = k("get", "events", "-n", ns, "-o", "json")
     assert CLOUD_TOKEN not in json.dumps(get(k, ns, "wac", "wa")) + events + running_operator.log()

@@ -191,7 +191,7 @@ class ApiSpec(ApiModel):
 
 
 # The keys of the Cloud API credentials Secret (spec.gateway.cloud.credentialsSecret).
-CLOUD_ACCESS_TOKEN_KEY = "access-token"  # mounted into coreapps only: they send
+CLOUD_ACCESS_TOKEN_KEY = "access-token"  # mounted into coreapps (they send) and webapps (registration, inbound media)
 CLOUD_APP_SECRET_KEY = "app-secret"      # mounted into webapps only: they verify Meta's webhook signatures
 CLOUD_VERIFY_TOKEN_KEY = "verify-token"  # mounted into webapps only: they answer Meta's subscription check
 
@@ -208,7 +208,7 @@ class CloudGatewaySpec(ApiModel):
     credentials_secret: str | None = Field(
         None, pattern=DNS_LABEL_PATTERN,
         description=f"Secret in the cluster's namespace with keys `{CLOUD_ACCESS_TOKEN_KEY}` (coreapps send with "
-                    f"it), `{CLOUD_APP_SECRET_KEY}` and `{CLOUD_VERIFY_TOKEN_KEY}` (webapps check Meta's webhooks "
+                    f"it; webapps register the number and fetch inbound media), `{CLOUD_APP_SECRET_KEY}` and `{CLOUD_VERIFY_TOKEN_KEY}` (webapps check Meta's webhooks "
                     "with them). Required.")
     messages_per_second: int = Field(
         80, ge=1, le=1000,
