@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import urllib.request
 
 import pytest
@@ -18,32 +16,24 @@ import pytest
 from runtime_cluster import connected, start, webapp
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.localcluster import WEBHOOK_SIGNING_KEY, LocalCluster
+from wacluster_testenv.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.integration
 USER = "16315551234"
 MEDIA_KINDS = ["image", "audio", "video", "document", "voice", "sticker"]
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[dict, bytes]] = []
+class Receiver:
+    """What the receiver got, as (path, headers, body)."""
 
-    def do_POST(self):  # noqa: N802 (http.server naming)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((dict(self.headers), body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+    received: list = []
 
 
 @pytest.fixture
 def receiver():
-    Receiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/whatsapp"
-    server.shutdown()
+    with webhook_receiver() as (url, deliveries):
+        Receiver.received = deliveries
+        yield f"{url}/whatsapp"
 
 
 def produce(cluster: LocalCluster, kind: str, **request) -> dict:
@@ -55,7 +45,7 @@ def produce(cluster: LocalCluster, kind: str, **request) -> dict:
 
 
 def bodies() -> list[dict]:
-    return [json.loads(body) for _, body in Receiver.received]
+    return [delivery.json() for delivery in Receiver.received]
 
 
 def arrived(payload: dict) -> dict | None:
@@ -131,7 +121,7 @@ def test_every_inbound_kind_reaches_the_webhook_in_the_onprem_shape(cluster, rec
             assert "errors" not in item
     assert arrived(error["payload"]) == {"errors": [{"code": 1011, "title": "Service not ready",
                                                      "details": "the sandbox says so"}]}
-    for headers, body in Receiver.received:
+    for _, headers, body in Receiver.received:
         assert headers["Content-Type"] == "application/json"
         expected = "sha256=" + hmac.new(WEBHOOK_SIGNING_KEY.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Wacluster-Signature-256"] == expected

@@ -6,9 +6,7 @@ webhooks.message (`read` here) is never queued nor delivered, `sent` is sent onl
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import urllib.request
 
 import pytest
@@ -16,30 +14,23 @@ import pytest
 from runtime_cluster import connected, start, webapp
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.localcluster import LocalCluster
+from wacluster_testenv.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.integration
 USER = "16315551234"
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[dict] = []
+class Receiver:
+    """What the receiver got."""
 
-    def do_POST(self):  # noqa: N802 (http.server naming)
-        Receiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+    received: list = []
 
 
 @pytest.fixture
 def receiver():
-    Receiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/whatsapp"
-    server.shutdown()
+    with webhook_receiver() as (url, deliveries):
+        Receiver.received = deliveries
+        yield f"{url}/whatsapp"
 
 
 def produce_status(cluster: LocalCluster, message_id: str, status: str) -> None:
@@ -52,7 +43,7 @@ def produce_status(cluster: LocalCluster, message_id: str, status: str) -> None:
 
 
 def received(message_id: str) -> list[str]:
-    return [s["status"] for body in Receiver.received for s in body.get("statuses", []) if s["id"] == message_id]
+    return [s["status"] for delivery in Receiver.received for s in delivery.json().get("statuses", []) if s["id"] == message_id]
 
 
 def queued(cluster: LocalCluster, message_id: str) -> list[str]:

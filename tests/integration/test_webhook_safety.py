@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 
 import pytest
 
@@ -14,36 +12,23 @@ from runtime_cluster import webapp as logged_in_webapp
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.eventually import eventually
 from wacluster_testenv.localcluster import WEBHOOK_SIGNING_KEY, LocalCluster
+from wacluster_testenv.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """Records what it receives; `/redirect` answers 302 to `/target`."""
+class Receiver:
+    """What the receiver got, as (path, headers, body); `/redirect` answers 302 to `/target`."""
 
-    received: list[tuple[str, dict, bytes]] = []
-
-    def do_POST(self):  # noqa: N802 (http.server naming)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((self.path, dict(self.headers), body))
-        if self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "/target")
-        else:
-            self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+    received: list = []
 
 
 @pytest.fixture
 def receiver():
-    Receiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    redirect = lambda path: (302, {"Location": "/target"}) if path == "/redirect" else (200, {})  # noqa: E731
+    with webhook_receiver(redirect) as (url, deliveries):
+        Receiver.received = deliveries
+        yield url
 
 
 @pytest.fixture

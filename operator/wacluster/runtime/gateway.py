@@ -12,7 +12,9 @@ import asyncio
 import enum
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import aiohttp
 
 from wacluster.api.interprocess import Env
 
@@ -96,3 +98,18 @@ def cloud_settings(env: dict[str, str] | None = None) -> CloudSettings:
                          api_version=env.get(Env.CLOUD_API_VERSION) or DEFAULT_CLOUD_API_VERSION,
                          phone_number_id=env[Env.CLOUD_PHONE_NUMBER_ID], messages_per_second=rate,
                          access_token=env[Env.CLOUD_ACCESS_TOKEN])
+
+
+async def graph_call(http: aiohttp.ClientSession, settings: CloudSettings, method: str, url: str,
+                     timeout: float, **request: Any) -> tuple[int | None, Any]:
+    """One Graph API call with the access token: (HTTP status, the JSON body or None when it was
+    not JSON); (None, None) when no answer came (connection error, timeout)."""
+    try:
+        async with http.request(method, url, headers=settings.auth(),
+                                timeout=aiohttp.ClientTimeout(total=timeout), **request) as resp:
+            try:
+                return resp.status, await resp.json(content_type=None)
+            except ValueError:
+                return resp.status, None
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return None, None

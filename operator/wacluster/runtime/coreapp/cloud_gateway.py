@@ -45,7 +45,7 @@ from wacluster.domain.pacing import SendPacer
 from wacluster.runtime import metrics
 from wacluster.runtime.coreapp.cloud_ledger import CloudLedger
 from wacluster.runtime.coreapp.cloud_media import CloudMedia, UploadFailed
-from wacluster.runtime.gateway import CloudSettings
+from wacluster.runtime.gateway import CloudSettings, graph_call
 from wacluster.runtime.gateway_link import GatewayClosed
 
 log = logging.getLogger("wacluster.coreapp")
@@ -292,19 +292,9 @@ class CloudGateway:
         self._changed.set()
 
     async def _post(self, item: _Item) -> None:
-        status: int | None = None
-        data: Any = None
-        try:
-            async with self.http.post(self.settings.url(self.settings.phone_number_id, "messages"), json=item.body,
-                                      headers=self.settings.auth(),
-                                      timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as resp:
-                status = resp.status
-                try:
-                    data = await resp.json(content_type=None)
-                except ValueError:
-                    data = None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            status = None
+        status, data = await graph_call(self.http, self.settings, "POST",
+                                        self.settings.url(self.settings.phone_number_id, "messages"),
+                                        REQUEST_TIMEOUT, json=item.body)
         wamid = _wamid(data) if status == 200 else None
         if wamid is not None:
             await self._delivered(item, wamid)
@@ -419,18 +409,11 @@ class CloudGateway:
 
     async def _check(self) -> SendFailure | None:
         """None when the Cloud API knows the phone number under this token, else its verdict."""
-        try:
-            async with self.http.get(self.settings.url(self.settings.phone_number_id), headers=self.settings.auth(),
-                                     timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as resp:
-                if resp.status == 200:
-                    return None
-                try:
-                    data = await resp.json(content_type=None)
-                except ValueError:
-                    data = None
-                return classify(resp.status, data if isinstance(data, dict) else None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return classify(None, None)
+        status, data = await graph_call(self.http, self.settings, "GET",
+                                        self.settings.url(self.settings.phone_number_id), CHECK_TIMEOUT)
+        if status == 200:
+            return None
+        return classify(status, data if isinstance(data, dict) else None)
 
 
 def _wamid(data: Any) -> str | None:

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
@@ -25,7 +24,7 @@ from wacluster.db import cloud_media as cloud_media_db
 from wacluster.db import media as media_db
 from wacluster.domain.cloud_errors import Action, OnPremError, Scope, SendFailure, classify
 from wacluster.domain.cloud_messages import MESSAGING_PRODUCT
-from wacluster.runtime.gateway import CloudSettings
+from wacluster.runtime.gateway import CloudSettings, graph_call
 
 log = logging.getLogger("wacluster.coreapp")
 
@@ -98,19 +97,9 @@ class CloudMedia:
         form.add_field("messaging_product", MESSAGING_PRODUCT)
         form.add_field("type", content_type)
         form.add_field("file", data, filename=media_id, content_type=content_type)
-        status: int | None = None
-        body: Any = None
-        try:
-            async with self.http.post(self.settings.url(self.settings.phone_number_id, "media"), data=form,
-                                      headers=self.settings.auth(),
-                                      timeout=aiohttp.ClientTimeout(total=UPLOAD_TIMEOUT)) as resp:
-                status = resp.status
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            status = None
+        status, body = await graph_call(self.http, self.settings, "POST",
+                                        self.settings.url(self.settings.phone_number_id, "media"),
+                                        UPLOAD_TIMEOUT, data=form)
         cloud_id = body.get("id") if status == 200 and isinstance(body, dict) else None
         if isinstance(cloud_id, str) and cloud_id:
             return cloud_id

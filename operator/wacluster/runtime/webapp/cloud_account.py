@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from wacluster.runtime.gateway import CloudSettings, GatewayMode, cloud_settings, gateway_mode
+from wacluster.runtime.gateway import CloudSettings, GatewayMode, cloud_settings, gateway_mode, graph_call
 from wacluster.runtime.webapp.errors import ApiError
 
 CLOUD_TIMEOUT = 10.0
@@ -52,15 +52,12 @@ class CloudAccount:
                          {"messaging_product": "whatsapp", "pin": pin})
 
     async def _call(self, method: str, url: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        try:
-            async with self.session.request(method, url, json=payload, headers=self.settings.auth(),
-                                            timeout=aiohttp.ClientTimeout(total=CLOUD_TIMEOUT)) as resp:
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ApiError("not_ready", f"the Cloud API is unreachable: {type(exc).__name__}")
+        status, data = await graph_call(self.session, self.settings, method, url, CLOUD_TIMEOUT, json=payload)
+        if status is None:
+            raise ApiError("not_ready", "the Cloud API is unreachable (no answer)")
         if not isinstance(data, dict):
-            raise ApiError("not_ready", f"the Cloud API answered HTTP {resp.status} without a JSON object")
-        if resp.status >= 400 or "error" in data:
+            raise ApiError("not_ready", f"the Cloud API answered HTTP {status} without a JSON object")
+        if status >= 400 or "error" in data:
             raise ApiError("bad_request", f"the Cloud API refused: {_describe(data.get('error'))}")
         return data
 
