@@ -171,6 +171,22 @@ async def test_the_backlog_pages_through_every_unsettled_row_of_the_shard(db):
     assert await messages_db.unsettled(db, OWNER, None, limit=10, stale_after=60) == []
 
 
+async def test_claims_hand_back_their_rows_in_the_order_asked_whatever_order_postgresql_finds_them(db):
+    # One recipient's messages must reach the gateway in the order they were stored; the caller asks
+    # in that order ((created_at, id) for the backlog, the batch's order for a hand-off). PostgreSQL
+    # finds rows in whatever order its plan gives: here a scan of the table, where an updated row
+    # (a claim taken over) lies after the rows stored later.
+    stored_order = [f"row-{n}" for n in range(10)]
+    await store(db, *((i, 0) for i in stored_order))
+    claimed = await messages_db.claim(db, OWNER, stored_order[:5])
+    assert [m.id for m in claimed] == stored_order[:5]
+    await db.execute("UPDATE messages SET claim_session = 'ended-session' WHERE id = ANY(%s)", (stored_order[:5],))
+    await db.execute("SET enable_indexscan = off")
+    await db.execute("SET enable_bitmapscan = off")
+    reclaimed = await messages_db.reclaim(db, OWNER, stored_order, [])
+    assert [m.id for m in reclaimed] == stored_order
+
+
 async def test_delivery_is_recorded_for_claimed_rows(db):
     await store(db, ("a", 0), ("b", 0))
     await messages_db.claim(db, OWNER, ["a", "b"])

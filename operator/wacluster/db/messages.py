@@ -135,14 +135,14 @@ _CLAIM = ("UPDATE messages m SET status = 'claimed', claimed_by = %(coreapp)s, c
 async def claim(conn: AsyncConnection, claimer: Claimer, ids: list[str]) -> list[Message]:
     """The hand-off from a webapp: claim those of `ids` that are queued in the claimer's shard.
     Everything else (another shard's, already claimed, delivered, withdrawn, unknown) is left
-    alone and must not be sent."""
+    alone and must not be sent. In the order of `ids`."""
     if not ids:
         return []
     rows = await (await conn.execute(
         f"WITH {_OWNER} {_CLAIM}"
         "WHERE m.id = ANY(%(ids)s) AND m.shard = owner.shard AND m.status = 'queued' "
         "RETURNING m.id, m.recipient, m.shard, m.body", {**claimer.params(), "ids": ids})).fetchall()
-    return [Message(*row) for row in rows]
+    return _in_order_of(ids, rows)
 
 
 async def unsettled(conn: AsyncConnection, claimer: Claimer, after: tuple[datetime, str] | None, limit: int,
@@ -166,7 +166,7 @@ async def unsettled(conn: AsyncConnection, claimer: Claimer, after: tuple[dateti
 async def reclaim(conn: AsyncConnection, claimer: Claimer, ids: list[str], mine: list[str]) -> list[Message]:
     """The backlog: claim those of `ids` in the claimer's shard that are queued or claimed by
     another session, and those of `mine` (this session's own claims it lost track of). Any of
-    them may have been sent before: ask the gateway before sending."""
+    them may have been sent before: ask the gateway before sending. In the order of `ids`."""
     if not ids:
         return []
     rows = await (await conn.execute(
@@ -176,7 +176,14 @@ async def reclaim(conn: AsyncConnection, claimer: Claimer, ids: list[str], mine:
         "                                                         OR m.id = ANY(%(mine)s)))) "
         "RETURNING m.id, m.recipient, m.shard, m.body",
         {**claimer.params(), "ids": ids, "mine": mine})).fetchall()
-    return [Message(*row) for row in rows]
+    return _in_order_of(ids, rows)
+
+
+def _in_order_of(ids: list[str], rows: list[tuple]) -> list[Message]:
+    """RETURNING gives rows in the order the plan found them (the table's, an index's); a
+    recipient's messages are sent in the order the caller asked for them."""
+    position = {message_id: n for n, message_id in enumerate(ids)}
+    return sorted((Message(*row) for row in rows), key=lambda m: position[m.id])
 
 
 async def mark_delivered(conn: AsyncConnection, ids: list[str], coreapp: str, epoch: int) -> int:
