@@ -161,3 +161,61 @@ async def test_the_heartbeat_says_what_the_state_machine_says():
         coreapp.lifecycle.move(S.DRAINING, "test")
         beat = await (await client.get("/heartbeat")).json()
         assert (beat["serving"], beat["stopping"], beat["state"]) == (True, True, "draining")
+
+
+class BacklogRows(StoredRows):
+    """Also answers the backlog's page and reclaim statements, rows in the order they were stored;
+    `during_page` runs once a page is read (a webapp storing and handing off meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.stored: list[str] = []
+        self.during_page = None
+
+    def store(self, message_id: str) -> None:
+        self.stored.append(message_id)
+        self.queued.add(message_id)
+
+    async def execute(self, sql, params):
+        if "after_at" in params:  # a page of the backlog
+            start = self.stored.index(params["after_id"]) + 1 if params["after_id"] else 0
+            page = [(i, None, False) for i in self.stored[start:] if i in self.queued][:params["limit"]]
+            hook, self.during_page = self.during_page, None
+            if hook is not None:
+                await hook()
+            return _Cursor(page)
+        if "mine" in params:  # the backlog's reclaim
+            taken = [i for i in params["ids"] if i in self.queued]
+            self.queued -= set(taken)
+            return _Cursor([(i, "+15550001", 0, {"type": "text", "text": {"body": i}}) for i in taken])
+        return await super().execute(sql, params)
+
+
+class KnowsNothing:
+    async def already_delivered(self, ids):
+        return set()
+
+
+async def test_a_hand_off_refused_while_the_backlog_pass_ends_is_not_overtaken_by_the_next():
+    """The pass read its last page before m1 was stored; m1's hand-off came while still
+    overflowing and was refused. m2 (the same recipient's next message, sent once m1 was answered)
+    must not be taken in hand before m1."""
+    from wacluster.runtime.coreapp.control import Refusal, accept
+
+    pool = BacklogRows()
+    coreapp = serving_coreapp(pool, capacity=3)
+    session = coreapp.session
+    session.link = KnowsNothing()
+    session.outbox.overflowing = True  # an earlier refusal
+
+    async def m1_stored_and_refused():
+        pool.store("m1")
+        assert isinstance(await accept(coreapp, 0, ["m1"]), Refusal)
+
+    pool.during_page = m1_stored_and_refused
+    await coreapp.backlog.drain(session)
+    pool.store("m2")
+    await accept(coreapp, 0, ["m2"])
+    await coreapp.backlog.drain(session)
+    assert [m.id for m in await session.outbox.next_batch(10)] == ["m1", "m2"]
+    assert not session.outbox.overflowing  # the pass that refused nothing ended the overflow

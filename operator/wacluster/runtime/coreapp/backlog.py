@@ -80,6 +80,7 @@ class Backlog:
             session.outbox.lose(lost)  # not examined in this pass: the next one does
         after = None
         overflowing = session.outbox.overflowing  # hand-offs refused since: this pass must reach them
+        refusals = session.outbox.refusals
         drained = False
         while self._may_claim(session):
             await session.outbox.wait_room()
@@ -100,10 +101,13 @@ class Backlog:
                 drained = True
                 break
         if drained and overflowing and session.outbox.overflowing:
-            # Every row stored before this pass began is in hand; a hand-off refused during the
-            # pass left its rows queued, so one more pass picks them up.
-            session.outbox.overflowing = False
-            self.wake()
+            if session.outbox.refusals == refusals:
+                # Every row refused was refused before this pass began, so stored before it: in hand.
+                session.outbox.overflowing = False
+            else:
+                # A row refused during the pass may lie behind its last page: still overflowing (a
+                # hand-off accepted now could overtake it), and one more pass picks it up.
+                self.wake()
         if done.to_send or done.already_sent:
             c.say(f"backlog of shard {session.shard}: {done.to_send} message(s) to send, "
                   f"{done.already_sent} already sent by the previous owner", always=True)

@@ -55,7 +55,7 @@ async def accept(c: Coreapp, shard: int, ids: list[str]) -> list[str] | Refusal:
     ids = list(dict.fromkeys(ids))
     if session.outbox.overflowing or not session.outbox.reserve(len(ids)):
         # The rows stay queued; the backlog sends them in their stored order as room frees.
-        session.outbox.overflowing = True
+        session.outbox.refuse()
         c.backlog.wake()
         return Refusal("not_ready", f"{c.me.name} holds {session.outbox.unsettled} of at most "
                                     f"{session.outbox.capacity} unsent messages of shard {shard}; the batch "

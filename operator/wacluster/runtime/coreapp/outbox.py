@@ -7,7 +7,9 @@ scan together never hold more than `capacity` messages. A webapp finding no room
 rows stay queued in the database and the owner's backlog scan sends them as room frees (the
 webapp answers its client 201: the message is stored and the shard has a live owner). From the
 first refusal until the backlog is drained the outbox *overflows*: every hand-off is refused, so
-everything goes through the backlog in the order it was stored. Messages whose fate is unknown
+everything goes through the backlog in the order it was stored. The overflow ends only after a
+backlog pass during which nothing was refused: a row refused during a pass may lie behind the
+pass's last page, and a hand-off accepted before the next pass took it would overtake it. Messages whose fate is unknown
 (their send failed, their ack never came) are *lost*: no longer in hand, still claimed in the
 database, and re-examined by the backlog scan, which asks the gateway before sending them again.
 An outbox belongs to one serving session; `close` drops everything in hand (it all stays claimed
@@ -49,6 +51,7 @@ class Outbox:
         self._lost: set[str] = set()
         self.closed = False
         self.overflowing = False         # hand-offs wait in the database until the backlog is drained
+        self.refusals = 0                # hand-offs refused so far (a backlog pass compares)
         self._ready = asyncio.Event()    # something to send, or closed
         self._room = asyncio.Event()     # room for a claim, or closed
         self._settled = asyncio.Event()  # nothing in hand, or closed
@@ -83,6 +86,11 @@ class Outbox:
     def unreserve(self, count: int) -> None:
         self._reserved = max(0, self._reserved - count)
         self._changed()
+
+    def refuse(self) -> None:
+        """A hand-off was left in the database: overflowing until the backlog has taken it."""
+        self.overflowing = True
+        self.refusals += 1
 
     async def wait_room(self) -> None:
         """Until a claim could reserve room; raises OutboxClosed when the session ends."""
