@@ -63,7 +63,7 @@ def stored(cluster: LocalCluster) -> list[tuple[str, bool]]:
 
 
 def bodies() -> list[dict]:
-    return [json.loads(body) for _, body in Receiver.received]
+    return [delivery.json() for delivery in Receiver.received]
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_every_inbound_type_reaches_the_business_in_the_onprem_shape(cloud_webap
         assert message["type"] == kind
         if kind != "system":
             assert body["contacts"] == [{"profile": {"name": "Cloud User"}, "wa_id": cloud.DEFAULT_USER}]
-    for headers, raw in Receiver.received:
+    for _, headers, raw in Receiver.received:
         assert headers["X-Wacluster-Signature-256"] == \
             "sha256=" + hmac.new(WEBHOOK_SIGNING_KEY.encode(), raw, hashlib.sha256).hexdigest()
     assert all(relayed for _, relayed in stored(cloud_webapp))
