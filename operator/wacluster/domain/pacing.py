@@ -9,10 +9,14 @@ through PostgreSQL would use it fully but put a shared write on every send of ev
 Two rules decide when a send may go. The schedule spaces sends `1 / rate` apart and keeps its
 slots when the sender wakes late (a busy event loop), catching up at most `CATCH_UP` seconds:
 dropped, every late wake-up would be lost and a loaded coreapp falls behind (it sent 75 % of its
-rate before). The window caps what catching up may do: a send waits until the send `floor(rate)`
-sends before it is more than `WINDOW` (1 s plus a margin for the network's jitter) in the past,
-so no one-second window holds more than the rate, which is what Meta counts. A
-throttling answer (130429 and the other account-wide codes) halves the rate; every
+rate before). The window caps what catching up may do, counted as Meta counts: by when requests
+arrive, not when the sender released them. A released send *leaves* when its request is written to
+the connection (`left`); until then it may wait for a connection to be opened (100 ms and more at
+the start of a burst) while later sends overtake it on warm connections, and counted at release
+the late ones arrived bunched with the rest (130429 in the first second of every burst). So a send
+may go only once every send `floor(rate)` sends before it has left, more than `WINDOW` (1 s plus
+a margin for the network's jitter) ago: no one-second window of arrivals holds more than the rate.
+A throttling answer (130429 and the other account-wide codes) halves the rate; every
 `RECOVER_EVERY` seconds without one it grows back by `RECOVER_STEP` of itself, up to the
 configured rate. Pure: the caller passes the monotonic time.
 """
@@ -27,6 +31,7 @@ RECOVER_EVERY = 10.0    # seconds without throttling before each step up
 RECOVER_STEP = 0.05     # each step up: +5 % of the current rate
 CATCH_UP = 0.1          # seconds of slots a late sender may make up
 WINDOW = 1.01           # Meta's one-second window, plus 10 ms for arrivals bunched on the way
+NOT_LEFT_POLL = 0.002   # seconds between looks while an earlier send still waits for its connection
 
 
 def shard_rate(messages_per_second: float, shards: int) -> float:
@@ -41,7 +46,9 @@ class SendPacer:
     next_at: float = 0.0        # monotonic time of the next allowed send
     throttled_at: float | None = None  # last throttling answer
     recovered_at: float = 0.0   # last step up (or throttle)
-    recent: deque[float] = field(default_factory=deque)  # the last floor(rate) sends
+    sends: deque[float | None] = field(default_factory=deque)  # the last sends' leave times (None: not yet)
+    first: int = 0              # the ticket of sends[0]
+    horizon: float = float("-inf")  # the latest leave time of the sends before those
 
     def __post_init__(self) -> None:
         if self.ceiling <= 0:
@@ -51,17 +58,27 @@ class SendPacer:
     def wait(self, now: float) -> float:
         """Seconds until the next send may go (0: now)."""
         self._recover(now)
-        at = self.next_at
-        if len(self.recent) >= self._window_limit:
-            at = max(at, self.recent[-self._window_limit] + WINDOW)
-        return max(0.0, at - now)
+        limit = self._window_limit
+        # The sends outside the last `limit - 1` count by their leave times: fold those that left.
+        while len(self.sends) >= limit and self.sends[0] is not None:
+            self.horizon = max(self.horizon, self.sends.popleft())
+            self.first += 1
+        if len(self.sends) >= limit:  # one of them has not left yet: its arrival is still to come
+            return max(NOT_LEFT_POLL, self.next_at - now)
+        return max(0.0, max(self.next_at, self.horizon + WINDOW) - now)
 
-    def take(self, now: float) -> None:
-        """One send goes now (call once `wait` returned 0)."""
+    def take(self, now: float) -> int:
+        """One send is released now (call once `wait` returned 0); its ticket for `left`."""
         self.next_at = max(self.next_at, now - CATCH_UP) + 1.0 / self.rate
-        self.recent.append(now)
-        while len(self.recent) > self._window_limit:
-            self.recent.popleft()
+        self.sends.append(None)
+        return self.first + len(self.sends) - 1
+
+    def left(self, ticket: int, at: float) -> None:
+        """The send's request was written to its connection at `at` (or it never will be: then
+        the time it gave up). Only the first call for a ticket counts."""
+        index = ticket - self.first
+        if 0 <= index < len(self.sends) and self.sends[index] is None:
+            self.sends[index] = at
 
     @property
     def _window_limit(self) -> int:

@@ -12,7 +12,7 @@ import asyncio
 import enum
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import aiohttp
 
@@ -100,12 +100,29 @@ def cloud_settings(env: dict[str, str] | None = None) -> CloudSettings:
                          access_token=env[Env.CLOUD_ACCESS_TOKEN])
 
 
+def sent_tracing() -> aiohttp.TraceConfig:
+    """For a client session whose callers want to know when a request leaves: a request made with
+    a callable `trace_request_ctx` has it called once its headers are written to the connection
+    (after any wait for a connection to be opened)."""
+    config = aiohttp.TraceConfig()
+
+    async def headers_sent(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+        notify = context.trace_request_ctx
+        if callable(notify):
+            notify()
+
+    config.on_request_headers_sent.append(headers_sent)
+    return config
+
+
 async def graph_call(http: aiohttp.ClientSession, settings: CloudSettings, method: str, url: str,
-                     timeout: float, **request: Any) -> tuple[int | None, Any]:
+                     timeout: float, on_sent: Callable[[], None] | None = None,
+                     **request: Any) -> tuple[int | None, Any]:
     """One Graph API call with the access token: (HTTP status, the JSON body or None when it was
-    not JSON); (None, None) when no answer came (connection error, timeout)."""
+    not JSON); (None, None) when no answer came (connection error, timeout). `on_sent` is called
+    when the request leaves, on a session made with `sent_tracing`."""
     try:
-        async with http.request(method, url, headers=settings.auth(),
+        async with http.request(method, url, headers=settings.auth(), trace_request_ctx=on_sent,
                                 timeout=aiohttp.ClientTimeout(total=timeout), **request) as resp:
             try:
                 return resp.status, await resp.json(content_type=None)

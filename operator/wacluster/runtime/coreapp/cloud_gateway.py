@@ -6,7 +6,8 @@
 - Each message becomes the body `domain/cloud_messages.cloud_message` makes (our id in
   `biz_opaque_callback_data`) and is POSTed to `/{version}/{phone-number-id}/messages`: up to
   `concurrency` at once, one at a time per recipient (a recipient's messages keep their order),
-  paced by `domain/pacing.SendPacer` at the shard's share of the account's budget.
+  paced by `domain/pacing.SendPacer` at the shard's share of the account's budget (each send
+  counted from when its request leaves: `gateway.sent_tracing`).
 - A message naming media by our id gets its Cloud media ids first (`cloud_media.CloudMedia`:
   uploaded once, then cached); no send is started meanwhile, and its recipient's later messages
   wait. A refused upload is classified and handled as a refused send.
@@ -218,8 +219,8 @@ class CloudGateway:
                 if self.paused_reason or not self.may_send():
                     self._busy.discard(item.to)  # started on paper only: in doubt if the session ends now
                     continue
-                self.pacer.take(time.monotonic())
-                task = asyncio.create_task(self._guarded(self._post(item), "send"), name="cloud-send")
+                ticket = self.pacer.take(time.monotonic())
+                task = asyncio.create_task(self._guarded(self._post(item, ticket), "send"), name="cloud-send")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -291,10 +292,16 @@ class CloudGateway:
         self._busy.discard(item.to)
         self._changed.set()
 
-    async def _post(self, item: _Item) -> None:
-        status, data = await graph_call(self.http, self.settings, "POST",
-                                        self.settings.url(self.settings.phone_number_id, "messages"),
-                                        REQUEST_TIMEOUT, json=item.body)
+    async def _post(self, item: _Item, ticket: int) -> None:
+        def left() -> None:
+            self.pacer.left(ticket, time.monotonic())
+
+        try:
+            status, data = await graph_call(self.http, self.settings, "POST",
+                                            self.settings.url(self.settings.phone_number_id, "messages"),
+                                            REQUEST_TIMEOUT, on_sent=left, json=item.body)
+        finally:
+            left()  # it never left (no connection), or it did and this changes nothing
         wamid = _wamid(data) if status == 200 else None
         if wamid is not None:
             await self._delivered(item, wamid)

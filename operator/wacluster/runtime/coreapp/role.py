@@ -44,7 +44,7 @@ from wacluster.runtime.coreapp.handoff import planned_handoff
 from wacluster.runtime.coreapp.ownership import Ownership, Session
 from wacluster.runtime.coreapp.sender import Sender
 from wacluster.runtime.coreapp.statuses import Statuses
-from wacluster.runtime.gateway import CloudSettings, Gateway
+from wacluster.runtime.gateway import CloudSettings, Gateway, sent_tracing
 from wacluster.runtime.gateway_link import GatewayLink
 from wacluster.runtime.supervision import Policy, RoleFailed, Supervisor
 from wacluster.runtime.node import NodeIdentity
@@ -102,7 +102,7 @@ class Coreapp:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`, then a planned handoff. Raises RoleFailed when a supervised task failed
         for good (after fencing and releasing the shard)."""
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(trace_configs=[sent_tracing()])  # the Cloud pacer counts sends as they leave
         listener = Listener(self.pool, lambda payload: self.wake.set())
         try:
             async with self.pool.connection() as conn:
