@@ -29,6 +29,7 @@ INSERT INTO messages (id, recipient, route_hash, shard, body, status, created_at
     ('old-delivered-2', '+1', 1, 0, '{}', 'delivered', now() - interval '40 days'),
     ('old-delivered-3', '+1', 1, 0, '{}', 'delivered', now() - interval '31 days'),
     ('old-cancelled', '+1', 1, 0, '{}', 'cancelled', now() - interval '35 days'),
+    ('old-failed', '+1', 1, 0, '{}', 'failed', now() - interval '35 days'),
     ('old-queued', '+1', 1, 0, '{}', 'queued', now() - interval '60 days'),
     ('old-claimed', '+1', 1, 0, '{}', 'claimed', now() - interval '60 days'),
     ('new-delivered', '+1', 1, 0, '{}', 'delivered', now() - interval '29 days');
@@ -38,6 +39,10 @@ INSERT INTO webhook_events (payload, enqueued_at, delivered_at, dead_at, next_at
     ('{"e": "old-pending"}', now() - interval '30 days', NULL, NULL, now() + interval '1 minute'),
     ('{"e": "new-delivered"}', now() - interval '2 days', now() - interval '1 day', NULL, now()),
     ('{"e": "new-dead"}', now() - interval '2 days', NULL, now() - interval '1 day', 'infinity');
+INSERT INTO cloud_notifications (key, kind, value, received_at, relayed_at) VALUES
+    ('old-relayed', 'message', '{}', now() - interval '9 days', now() - interval '8 days'),
+    ('old-unrelayed', 'message', '{}', now() - interval '30 days', NULL),
+    ('new-relayed', 'message', '{}', now() - interval '2 days', now() - interval '1 day');
 INSERT INTO failovers (shard, from_coreapp, to_coreapp, epoch, reason, at) VALUES
     (0, 'a', 'b', 1, 'old', now() - interval '100 days'), (0, 'b', 'a', 2, 'new', now() - interval '10 days');
 INSERT INTO tokens (token, username, expires_at) VALUES
@@ -51,6 +56,7 @@ def remaining(conn_or_cluster) -> dict[str, set[str]]:
     return {
         "messages": {r[0] for r in query("SELECT id FROM messages")},
         "webhook_events": {r[0] for r in query("SELECT payload->>'e' FROM webhook_events")},
+        "cloud_notifications": {r[0] for r in query("SELECT key FROM cloud_notifications")},
         "failovers": {r[0] for r in query("SELECT reason FROM failovers")},
         "tokens": {r[0] for r in query("SELECT token FROM tokens")},
     }
@@ -59,6 +65,7 @@ def remaining(conn_or_cluster) -> dict[str, set[str]]:
 KEPT = {
     "messages": {"old-queued", "old-claimed", "new-delivered"},
     "webhook_events": {"old-pending", "new-delivered", "new-dead"},
+    "cloud_notifications": {"old-unrelayed", "new-relayed"},
     "failovers": {"new"},
     "tokens": {"valid"},
 }
@@ -83,12 +90,12 @@ async def test_settled_rows_past_retention_are_pruned_in_batches_and_unsettled_o
         conn.execute(ROWS)
     before = {table: pruned_total(table) for table in KEPT}
     retention = Retention("master1", pool, lambda: DEFAULTS, lambda: True, batch=2, pause=0)
-    assert await retention.prune() == {"messages": 4, "webhook_events": 2, "failovers": 1, "tokens": 1}
+    pruned = {"messages": 5, "webhook_events": 2, "cloud_notifications": 1, "failovers": 1, "tokens": 1}
+    assert await retention.prune() == pruned
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert remaining(conn) == KEPT
-    assert {table: pruned_total(table) - before[table] for table in KEPT} == \
-        {"messages": 4, "webhook_events": 2, "failovers": 1, "tokens": 1}
-    assert await retention.prune() == {"messages": 0, "webhook_events": 0, "failovers": 0, "tokens": 0}
+    assert {table: pruned_total(table) - before[table] for table in KEPT} == pruned
+    assert await retention.prune() == {table: 0 for table in pruned}
 
 
 async def test_zero_days_keeps_a_table_forever_and_a_master_that_may_not_act_prunes_nothing(pool, pg_dsn):
@@ -101,7 +108,8 @@ async def test_zero_days_keeps_a_table_forever_and_a_master_that_may_not_act_pru
     assert "messages" not in pruned
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert remaining(conn)["messages"] == {"old-delivered-1", "old-delivered-2", "old-delivered-3",
-                                               "old-cancelled", "old-queued", "old-claimed", "new-delivered"}
+                                               "old-cancelled", "old-failed", "old-queued", "old-claimed",
+                                               "new-delivered"}
 
 
 def test_the_primary_master_prunes_on_its_interval(cluster: LocalCluster):

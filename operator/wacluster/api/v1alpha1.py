@@ -268,10 +268,12 @@ class RetentionSpec(ApiModel):
     # 30 days: a month to answer "was it delivered?", and idempotency keys (kept with their
     # message) remembered far beyond any client's retry window.
     messages_days: int = Field(30, ge=0, le=3650,
-                               description="Days delivered and cancelled messages are kept (from when they were sent).")
-    # 7 days: a dead letter stays replayable for a week after the receiver gave up on it.
+                               description="Days delivered, cancelled and failed messages are kept (from when they were sent).")
+    # 7 days: a dead letter stays replayable for a week after the receiver gave up on it. Cloud
+    # notifications are kept as long, so a payload Meta retries is still recognised.
     webhook_events_days: int = Field(7, ge=0, le=3650,
-                                     description="Days delivered and dead webhook events are kept (from delivery or death).")
+                                     description="Days delivered and dead webhook events, and Cloud API notifications "
+                                                 "relayed to the business, are kept (from delivery, death or relay).")
     # 90 days: the promotion history is small and a quarter of it answers post-mortems and trends.
     failovers_days: int = Field(90, ge=0, le=3650, description="Days the shard promotion history is kept.")
     # 30 days: what the on-premises client kept uploaded media for.

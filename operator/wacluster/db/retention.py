@@ -3,8 +3,10 @@
 A batch is one short DELETE of at most `limit` rows, the oldest first through the table's
 retention index (migration 7), skipping rows another transaction holds (SKIP LOCKED): no batch
 holds many locks for long or waits behind the delivery path. Only settled rows qualify, whatever
-their age: messages delivered or cancelled (never queued or claimed), webhook events delivered
-or dead (never one still being retried), tokens expired for a day, failovers (history only).
+their age: messages delivered, cancelled or failed (never queued or claimed), webhook events
+delivered or dead (never one still being retried), Cloud notifications relayed to the business
+(never one still to relay; kept as long as webhook events, which outlasts Meta's retries of a
+payload, so a retry is still recognised), tokens expired for a day, failovers (history only).
 Media rows go with their files, in the webapp (runtime/webapp/media_retention.py)."""
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ class Prunable:
 
 
 PRUNABLE: tuple[Prunable, ...] = (
-    Prunable("messages", "id", "status IN ('delivered', 'cancelled') AND created_at < now() - %(days)s * interval '1 day'",
+    Prunable("messages", "id",
+             "status IN ('delivered', 'cancelled', 'failed') AND created_at < now() - %(days)s * interval '1 day'",
              "created_at", "retention_messages_days"),
     Prunable("webhook_events", "id", "delivered_at < now() - %(days)s * interval '1 day'",
              "delivered_at", "retention_webhook_events_days"),
     Prunable("webhook_events", "id", "dead_at < now() - %(days)s * interval '1 day'",
              "dead_at", "retention_webhook_events_days"),
+    Prunable("cloud_notifications", "id", "relayed_at < now() - %(days)s * interval '1 day'",
+             "relayed_at", "retention_webhook_events_days"),
     Prunable("failovers", "id", "at < now() - %(days)s * interval '1 day'", "at", "retention_failovers_days"),
     # A token is useless once expired; a day's grace as db/tokens.py keeps it.
     Prunable("tokens", "token", "expires_at < now() - interval '1 day'", "expires_at", None),

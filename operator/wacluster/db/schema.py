@@ -233,6 +233,14 @@ MIGRATIONS: list[Migration] = [
         PRIMARY KEY (media_id, phone_number_id)
     );
     """),
+    # Retention of what the Cloud API path settles (db/retention.py): messages that failed for good
+    # and Cloud notifications relayed to the business. The settled-messages index now also holds
+    # `failed` rows; older roles' retention query (delivered, cancelled) still implies its
+    # predicate and uses it. Expand.
+    Migration(15, 3, """
+    DROP INDEX messages_settled;
+    CREATE INDEX messages_settled ON messages (created_at) WHERE status IN ('delivered', 'cancelled', 'failed');
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
