@@ -152,6 +152,17 @@ def test_cloud_gateway_settings_reach_the_coreapps_with_the_defaults():
     assert env["WACLUSTER_CLOUD_BASE_URL"]["value"] == "http://cloudapi.test:8088"
 
 
+def test_the_webapps_serve_metas_webhooks_on_the_path_the_spec_names():
+    default = _env(_containers(_index(owned_objects(_view(gateway=CLOUD), "1.0.0")))["wa-webapp"])
+    assert default["WACLUSTER_CLOUD_WEBHOOK_PATH"]["value"] == "/cloud/webhook"
+    moved = {**CLOUD, "cloud": {**CLOUD["cloud"], "webhookPath": "/meta/whatsapp"}}
+    env = _env(_containers(_index(owned_objects(_view(gateway=moved), "1.0.0")))["wa-webapp"])
+    assert env["WACLUSTER_CLOUD_WEBHOOK_PATH"]["value"] == "/meta/whatsapp"
+    for under_v1 in ("/v1/cloud", "/v1", "/"):
+        with pytest.raises(ValueError, match="may not be / or lie under /v1/"):
+            _view(gateway={**CLOUD, "cloud": {**CLOUD["cloud"], "webhookPath": under_v1}})
+
+
 def test_cloud_credentials_reach_only_the_roles_that_use_them_and_only_by_reference():
     containers = _containers(_index(owned_objects(_view(gateway=CLOUD), "1.0.0")))
     refs = {name: {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]

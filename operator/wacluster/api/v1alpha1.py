@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "wacluster.io"
@@ -214,6 +214,22 @@ class CloudGatewaySpec(ApiModel):
         80, ge=1, le=1000,
         description="The phone number's send budget (Meta's default 80; up to 1000 once Meta raised it), "
                     "shared by the shards.")
+    # The path of the callback URL given to Meta, on the API Service beside /v1; never under /v1/,
+    # which belongs to the on-premises API.
+    webhook_path: str = Field(
+        "/cloud/webhook", max_length=128, pattern=r"^/[A-Za-z0-9._~/-]*$",
+        description="Path of the webapps' endpoint for Meta's webhooks (the callback URL is https://<API "
+                    "address><path>); not under /v1/.",
+        json_schema_extra=_rules(("self != '/' && self != '/v1' && !self.startsWith('/v1/')",
+                                  "gateway.cloud.webhookPath may not be / or lie under /v1/ (the on-premises API)")))
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _webhook_path_outside_v1(cls, path: str) -> str:
+        # The same rule as the CEL above, for specs that never went through the API server.
+        if path in ("/", "/v1") or path.startswith("/v1/"):
+            raise ValueError("gateway.cloud.webhookPath may not be / or lie under /v1/ (the on-premises API)")
+        return path
 
 
 class GatewaySpec(ApiModel):

@@ -120,6 +120,7 @@ def webapp_gateway_env(view: ClusterView) -> list[dict[str, Any]]:
             {"name": Env.CLOUD_BASE_URL, "value": cloud.base_url},
             {"name": Env.CLOUD_API_VERSION, "value": cloud.api_version},
             {"name": Env.CLOUD_PHONE_NUMBER_ID, "value": cloud.phone_number_id},
+            {"name": Env.CLOUD_WEBHOOK_PATH, "value": cloud.webhook_path},
             _cloud_secret_env(view, Env.CLOUD_APP_SECRET, CLOUD_APP_SECRET_KEY),
             _cloud_secret_env(view, Env.CLOUD_VERIFY_TOKEN, CLOUD_VERIFY_TOKEN_KEY),
             # The webapps need the access token too: POST /v1/account/verify registers the number

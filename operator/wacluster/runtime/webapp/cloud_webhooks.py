@@ -1,7 +1,7 @@
 """The endpoint Meta calls with the Cloud API's webhooks (the URL given to Meta as the app's
-callback URL): the path in Env.CLOUD_WEBHOOK_PATH (default /cloud/webhook) on every webapp, behind the
-API Service. Served only when the app secret is set (cloud mode); not behind the API's bearer
-tokens (Meta has none) but under its own checks:
+callback URL): the path in Env.CLOUD_WEBHOOK_PATH (spec.gateway.cloud.webhookPath, default
+/cloud/webhook) on every webapp, behind the API Service. Served only when the app secret is set
+(cloud mode); not behind the API's bearer tokens (Meta has none) but under its own checks:
 
 - `GET` is Meta's verification request: `hub.mode=subscribe` and `hub.verify_token` equal to the
   configured verify token (constant-time) answer `hub.challenge` as text; anything else is 403.
