@@ -5,6 +5,7 @@ fails with GatewayClosed, so the sender hands it to the backlog scan."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -44,3 +45,56 @@ async def test_a_failing_dispatcher_closes_the_driver_and_fails_what_it_held():
         await batch
     with pytest.raises(GatewayClosed):
         await driver.send([])
+
+
+class Ledger:
+    """Every send may start; what was sent is remembered."""
+
+    def __init__(self) -> None:
+        self.recorded: dict[str, str] = {}
+
+    async def start(self, ids):
+        return list(ids)
+
+    async def sent(self, wamids):
+        self.recorded.update(wamids)
+
+
+async def test_a_send_waits_until_the_sends_a_window_before_it_have_left():
+    """At 10 a second the 11th send's slot comes 1 s after the first, but the first is still on
+    its way (the Cloud API answers it after 1.5 s; on a session without `sent_tracing` a send
+    counts as left when its call ends): the 11th may go only 1.01 s after that. Before, the
+    dispatcher took the pacer's 2 ms look for a permission and sent it at once."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    arrivals: list[float] = []
+
+    async def messages(request):
+        arrivals.append(time.monotonic())
+        body = await request.json()
+        if body["biz_opaque_callback_data"] == "m00":
+            await asyncio.sleep(1.5)
+        return web.json_response({"messages": [{"id": f"wamid.{len(arrivals)}"}]})
+
+    async def nothing(*args):
+        pass
+
+    app = web.Application()
+    app.router.add_post("/v23.0/1065/messages", messages)
+    async with TestServer(app) as server, ClientSession() as http:
+        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", 10, access_token="t")
+        driver = CloudGateway(http, settings, Ledger(), rate=10, in_doubt_window=30, pause_check_every=30,
+                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
+        dispatcher = asyncio.create_task(driver._dispatch())
+        try:
+            to = [f"+1555000{n:04d}" for n in range(11)]
+            batch = await driver.send([{"id": f"m{n:02d}", "to": to[n],
+                                        "body": {"to": to[n], "type": "text", "text": {"body": "hi"}}}
+                                       for n in range(11)])
+            assert len(await asyncio.wait_for(batch, 10)) == 11
+        finally:
+            dispatcher.cancel()
+            await driver.close()
+    first_answered = arrivals[0] + 1.5
+    assert arrivals[10] >= first_answered + 1.0, [round(t - arrivals[0], 3) for t in arrivals]

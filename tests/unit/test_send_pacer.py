@@ -113,6 +113,18 @@ def test_throttling_halves_the_rate_and_quiet_time_raises_it_by_five_percent_per
     assert pacer.rate == 80
 
 
+def test_answers_to_sends_released_before_a_halving_do_not_halve_again():
+    """A burst of 130429 answers to sends that left together halved the rate once per answer
+    (80 a second became 20 within milliseconds, measured by bench/cloud_pacing.py)."""
+    pacer = SendPacer(ceiling=80)
+    assert pacer.throttled(10.0, released=9.95)
+    assert not pacer.throttled(10.003, released=9.96)
+    assert not pacer.throttled(10.02, released=9.99)
+    assert pacer.rate == 40
+    assert pacer.throttled(11.0, released=10.5)  # sent at the halved pace and still too fast
+    assert pacer.rate == 20
+
+
 def test_repeated_throttling_never_stops_sending():
     pacer = SendPacer(ceiling=80)
     for _ in range(20):

@@ -16,8 +16,10 @@ the start of a burst) while later sends overtake it on warm connections, and cou
 the late ones arrived bunched with the rest (130429 in the first second of every burst). So a send
 may go only once every send `floor(rate)` sends before it has left, more than `WINDOW` (1 s plus
 a margin for the network's jitter) ago: no one-second window of arrivals holds more than the rate.
-A throttling answer (130429 and the other account-wide codes) halves the rate; every
-`RECOVER_EVERY` seconds without one it grows back by `RECOVER_STEP` of itself, up to the
+A throttling answer (130429 and the other account-wide codes) halves the rate, once per episode:
+answers to sends released before the last halving say only that the old rate was too fast (a
+burst of them halved it again and again before: 80 a second became 20 within milliseconds). Every
+`RECOVER_EVERY` seconds without a throttle it grows back by `RECOVER_STEP` of itself, up to the
 configured rate. Pure: the caller passes the monotonic time.
 """
 
@@ -84,11 +86,15 @@ class SendPacer:
     def _window_limit(self) -> int:
         return max(1, int(self.rate))
 
-    def throttled(self, now: float) -> None:
-        """The Cloud API said the account sends too fast: halve the pace."""
+    def throttled(self, now: float, released: float | None = None) -> bool:
+        """The Cloud API said the account sends too fast, answering a send released at `released`:
+        halve the pace, unless that send left before the last halving. Whether it halved."""
+        if released is not None and self.throttled_at is not None and released < self.throttled_at:
+            return False
         self.rate = max(MIN_RATE, self.rate / 2)
         self.throttled_at = self.recovered_at = now
         self.next_at = max(self.next_at, now + 1.0 / self.rate)
+        return True
 
     def set_ceiling(self, ceiling: float) -> None:
         """A new share (the shard count or the budget changed); the pace never exceeds it."""

@@ -17,7 +17,8 @@
   came (or whose recording failed, or whose session ended meanwhile) is *in doubt*.
 - Errors (`domain/cloud_errors.classify`): RETRY never drops a message. Scope MESSAGE and
   RECIPIENT hold that recipient's queue with exponential backoff (so its later messages wait and
-  the order holds); scope ACCOUNT halves the pace. PAUSE_ACCOUNT stops every send of the session,
+  the order holds); scope ACCOUNT halves the pace (once for the sends released before the
+  halving: `SendPacer.throttled`). PAUSE_ACCOUNT stops every send of the session,
   reports `paused` (in `/v1/health`), logs once, and checks the credentials again every
   `pause_check_every` seconds; sending resumes when they pass.
 - `already_delivered` (asked by the backlog scan about rows some session claimed before): rows
@@ -82,6 +83,7 @@ class _Item:
     batch: _Batch
     unsendable: OnPremError | None = None
     attempts: int = 0
+    released_at: float | None = None  # monotonic: when the pacer last let it go
 
 
 class CloudGateway:
@@ -215,11 +217,15 @@ class CloudGateway:
                 continue
             allowed = await self._start([queue[0] for queue in ready])
             for item in allowed:
-                await asyncio.sleep(self.pacer.wait(time.monotonic()))
+                # Asked again after every sleep: a wait may be only a look (an earlier send has not
+                # left yet), and a throttle meanwhile moves the next slot.
+                while (wait := self.pacer.wait(time.monotonic())) > 0:
+                    await asyncio.sleep(wait)
                 if self.paused_reason or not self.may_send():
                     self._busy.discard(item.to)  # started on paper only: in doubt if the session ends now
                     continue
-                ticket = self.pacer.take(time.monotonic())
+                item.released_at = time.monotonic()
+                ticket = self.pacer.take(item.released_at)
                 task = asyncio.create_task(self._guarded(self._post(item, ticket), "send"), name="cloud-send")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -336,8 +342,10 @@ class CloudGateway:
         now = time.monotonic()
         backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (item.attempts - 1)) * random.uniform(0.8, 1.2)
         if failure.scope is Scope.ACCOUNT:
-            self.pacer.throttled(now)
             metrics.CLOUD_THROTTLED.inc()
+            if self.pacer.throttled(now, item.released_at):
+                log.warning("the Cloud API throttles the account (%s): sending at %.1f a second now",
+                            failure.reason, self.pacer.rate)
             metrics.CLOUD_SEND_RATE.set(self.pacer.rate)
             self._not_before[item.to] = now  # the pacer makes everyone wait
         elif failure.scope is Scope.RECIPIENT:
