@@ -5,7 +5,10 @@ access token names a short-lived URL, which is downloaded with the token too (bo
 documented size of its type, and in time), stored on the media volume under the id (checked to be
 digits, so never a path) with a media row, and served from disk from then on; media retention
 removes it like an upload. An id the Cloud API does not know (or no longer keeps) is the
-on-premises 404 (1006); a failed download is 503 (1011), and the next GET tries again."""
+on-premises 404 (1006), and remembered as unknown for `UNKNOWN_FOR` seconds (at most
+`UNKNOWN_KEPT` ids, the oldest forgotten first), so a client polling an id, or a flood of made-up
+ids, is answered here instead of becoming Graph API calls made with the account's token. A failed
+download is 503 (1011), and the next GET tries again."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import asyncio
 import logging
 import os
 import re
+import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +41,10 @@ DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5, sock_read=30
 # largest documented kind instead of refused.
 LARGEST_KIND = max(limit for _, limit in MEDIA_TYPES.values())
 NOT_FOUND = "no media with that id"
+# Meta's ids are its own and never reused: one it does not know now will not be known later (an
+# inbound message names its media only once Meta has it). Bounded in time and count all the same.
+UNKNOWN_FOR = 600.0
+UNKNOWN_KEPT = 10_000
 
 
 class CloudMediaIn:
@@ -46,11 +55,12 @@ class CloudMediaIn:
         # One download per id at a time in this webapp: concurrent GETs wait for the first and
         # then find it stored. A lock lives while GETs of its id are under way.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time the Cloud API denied it
 
     async def serve(self, media_id: str) -> web.StreamResponse:
         """The media `media_id` (not one of our ids) from disk, fetched from the Cloud API first
         when it is not there yet."""
-        if not CLOUD_MEDIA_ID.match(media_id):
+        if not CLOUD_MEDIA_ID.match(media_id) or self._known_unknown(media_id):
             raise ApiError("not_found", NOT_FOUND)
         content_type = await self._stored(media_id)
         if content_type is None:
@@ -66,6 +76,21 @@ class CloudMediaIn:
                 else:
                     self._locks[media_id] = (lock, users - 1)
         return web.FileResponse(self.directory / media_id, headers={"Content-Type": content_type})
+
+    def _known_unknown(self, media_id: str) -> bool:
+        denied = self._unknown.get(media_id)
+        if denied is None:
+            return False
+        if time.monotonic() - denied < UNKNOWN_FOR:
+            return True
+        del self._unknown[media_id]
+        return False
+
+    def _remember_unknown(self, media_id: str) -> None:
+        self._unknown[media_id] = time.monotonic()
+        self._unknown.move_to_end(media_id)
+        while len(self._unknown) > UNKNOWN_KEPT:
+            self._unknown.popitem(last=False)
 
     async def _stored(self, media_id: str) -> str | None:
         async with self.pool.connection() as conn:
@@ -102,6 +127,7 @@ class CloudMediaIn:
             raise ApiError("not_ready", "the Cloud API could not be reached for this media; retry later") from None
         # Meta answers an unknown or expired id 400 (code 100, 'does not exist'); 404 likewise.
         if status in (400, 404):
+            self._remember_unknown(media_id)
             raise ApiError("not_found", NOT_FOUND)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("url"), str) \
                 or not isinstance(body.get("mime_type"), str):
