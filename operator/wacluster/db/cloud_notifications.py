@@ -10,6 +10,8 @@ is still recognised, then pruned."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -33,9 +35,22 @@ async def store(conn: AsyncConnection, notifications: list[Notification]) -> int
     cur = await conn.execute(
         "INSERT INTO cloud_notifications (key, kind, value) "
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[]) ON CONFLICT (key) DO NOTHING",
-        ([n.key for n in notifications], [n.kind for n in notifications],
-         [Jsonb(n.value) for n in notifications]))
+        ([storable(n.key) for n in notifications], [n.kind for n in notifications],
+         [Jsonb(storable(n.value)) for n in notifications]))
     return cur.rowcount
+
+
+def storable(value: Any) -> Any:
+    """`value` with every U+0000 in its strings (keys too) replaced by U+FFFD: PostgreSQL's text
+    and jsonb cannot hold that character, and what Meta sends (a user's text) must be kept, not
+    refused (a refused webhook is retried by Meta for days, then dropped)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 async def lock_due(conn: AsyncConnection, limit: int) -> list[Received]:
