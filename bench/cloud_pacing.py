@@ -16,6 +16,7 @@ invariants (each message sent once). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -123,6 +124,10 @@ def run_rate(bench: Bench, rate: int, count: int, workdir: Path) -> dict:
             sends = sorted(s["at"] for s in accepted["sends"])
             lo, hi = int(len(sends) * 0.1), int(len(sends) * 0.9)
             achieved = (hi - lo) / (sends[hi] - sends[lo]) if hi > lo and sends[hi] > sends[lo] else None
+            arrivals = sorted(accepted["arrivals"])
+            busiest = max((bisect.bisect_left(arrivals, t + 1.0) - i for i, t in enumerate(arrivals)), default=0)
+            if os.environ.get("WACLUSTER_BENCH_ARRIVALS"):
+                Path(os.environ["WACLUSTER_BENCH_ARRIVALS"], f"arrivals-{rate}.json").write_text(json.dumps(arrivals))
             throttled = sum(metric(p, "wacluster_cloud_throttled_total") for p in ports.values())
             counts = accepted["counts"]
         finally:
@@ -133,7 +138,7 @@ def run_rate(bench: Bench, rate: int, count: int, workdir: Path) -> dict:
         "accept_p99_ms": _ms(percentile(latencies, 0.99)),
         "achieved_per_s": round(achieved, 1) if achieved else None,
         "achieved_vs_configured": round(achieved / rate, 3) if achieved else None,
-        "throttled_130429": int(throttled), "drained_after_accept_s": round(drained_s, 1),
+        "throttled_130429": int(throttled), "most_requests_in_a_second": busiest, "drained_after_accept_s": round(drained_s, 1),
         "sent_once": sum(1 for i in ids if counts.get(i) == 1), "duplicated": sum(1 for n in counts.values() if n > 1),
         "lost": sum(1 for i in ids if i not in counts),
     }

@@ -14,13 +14,19 @@ arrive, not when the sender released them. A released send *leaves* when its req
 the connection (`left`); until then it may wait for a connection to be opened (100 ms and more at
 the start of a burst) while later sends overtake it on warm connections, and counted at release
 the late ones arrived bunched with the rest (130429 in the first second of every burst). So a send
-may go only once every send `floor(rate)` sends before it has left, more than `WINDOW` (1 s plus
-a margin for the network's jitter) ago: no one-second window of arrivals holds more than the rate.
-A throttling answer (130429 and the other account-wide codes) halves the rate, once per episode:
-answers to sends released before the last halving say only that the old rate was too fast (a
-burst of them halved it again and again before: 80 a second became 20 within milliseconds). Every
-`RECOVER_EVERY` seconds without a throttle it grows back by `RECOVER_STEP` of itself, up to the
-configured rate. Pure: the caller passes the monotonic time.
+may go only once every send `floor(rate)` sends before it has left more than one second plus a
+*jitter margin* ago: no one-second window of arrivals holds more than the rate, as long as the way
+to Meta delays no request by more than the margin more than another. The margin costs its own
+share of the rate (10 ms: 1 %).
+
+A throttling answer (130429 and the other account-wide codes) says one of two things: the account's
+real budget is lower than configured, or arrivals bunched by more than the margin (measured: a
+loaded machine delayed requests by up to 126 ms). So each throttle episode lowers the rate by
+`DECREASE` and doubles the margin (up to `JITTER_MAX`); answers to sends released before the last
+lowering say only that the old pace was too fast and change nothing more (a burst of them once
+halved the rate again and again: 80 a second became 20 within milliseconds). Every `RECOVER_EVERY`
+seconds without a throttle the rate grows back by `RECOVER_STEP` of itself, up to the configured
+rate; the margin stays what this session learnt. Pure: the caller passes the monotonic time.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ MIN_RATE = 0.5          # messages per second a throttled owner never goes below
 RECOVER_EVERY = 10.0    # seconds without throttling before each step up
 RECOVER_STEP = 0.05     # each step up: +5 % of the current rate
 CATCH_UP = 0.1          # seconds of slots a late sender may make up
-WINDOW = 1.01           # Meta's one-second window, plus 10 ms for arrivals bunched on the way
+WINDOW = 1.0            # Meta's window, in seconds
+JITTER_FIRST = 0.01     # the margin for requests delayed on the way, to begin with
+JITTER_MAX = 0.2        # the widest margin throttling may teach (the rate then costs 17 %)
+DECREASE = 0.8          # the rate after a throttle episode, as a share of the rate before
 NOT_LEFT_POLL = 0.002   # seconds between looks while an earlier send still waits for its connection
 
 
@@ -51,6 +60,7 @@ class SendPacer:
     sends: deque[float | None] = field(default_factory=deque)  # the last sends' leave times (None: not yet)
     first: int = 0              # the ticket of sends[0]
     horizon: float = float("-inf")  # the latest leave time of the sends before those
+    jitter: float = JITTER_FIRST   # the margin the window adds for requests delayed on the way
 
     def __post_init__(self) -> None:
         if self.ceiling <= 0:
@@ -67,7 +77,7 @@ class SendPacer:
             self.first += 1
         if len(self.sends) >= limit:  # one of them has not left yet: its arrival is still to come
             return max(NOT_LEFT_POLL, self.next_at - now)
-        return max(0.0, max(self.next_at, self.horizon + WINDOW) - now)
+        return max(0.0, max(self.next_at, self.horizon + WINDOW + self.jitter) - now)
 
     def take(self, now: float) -> int:
         """One send is released now (call once `wait` returned 0); its ticket for `left`."""
@@ -88,10 +98,12 @@ class SendPacer:
 
     def throttled(self, now: float, released: float | None = None) -> bool:
         """The Cloud API said the account sends too fast, answering a send released at `released`:
-        halve the pace, unless that send left before the last halving. Whether it halved."""
+        a new episode (lower the rate, widen the margin) unless that send was released before the
+        last one began. Whether it began one."""
         if released is not None and self.throttled_at is not None and released < self.throttled_at:
             return False
-        self.rate = max(MIN_RATE, self.rate / 2)
+        self.rate = max(MIN_RATE, self.rate * DECREASE)
+        self.jitter = min(JITTER_MAX, self.jitter * 2)
         self.throttled_at = self.recovered_at = now
         self.next_at = max(self.next_at, now + 1.0 / self.rate)
         return True

@@ -35,7 +35,7 @@ ROWS_PRUNED = Counter("wacluster_rows_pruned_total", "Rows the retention pruning
 CLOUD_SENDS = Counter("wacluster_cloud_sends_total",
                       "Cloud API send attempts by outcome: delivered, failed (for good), retried.", ["outcome"])
 CLOUD_THROTTLED = Counter("wacluster_cloud_throttled_total",
-                          "Cloud API answers that the account sends too fast (130429 and the like); each halves the pace.")
+                          "Cloud API answers that the account sends too fast (130429 and the like); each episode lowers the pace by a fifth.")
 CLOUD_IN_DOUBT_RESENT = Counter("wacluster_cloud_in_doubt_resent_total",
                                 "Messages whose earlier send had started with no known outcome, sent again after "
                                 "the in-doubt window (possible duplicates).")

@@ -98,6 +98,7 @@ class CloudApi:
     webhook_verify_tls: bool = True
     clock: Callable[[], float] = time.monotonic
     sends: list[Send] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # clock() of every send request counted, refused or not
     faults: list[Fault] = field(default_factory=list)
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -175,6 +176,7 @@ class CloudApi:
         except ValidationError as exc:
             return cloud_error(400, 100, "(#100) Invalid parameter", details=_describe(exc))
         now = arrived
+        self.arrivals.append(now)
         if not self._within(self._recent, now, 1.0, self.messages_per_second):
             return cloud_error(400, 130429, "(#130429) Rate limit hit",
                                details=f"Cloud API message throughput ({self.messages_per_second}/s) has been reached.")
@@ -379,6 +381,7 @@ class CloudApi:
 
     async def _control_sends(self, request: web.Request) -> web.Response:
         return web.json_response({"sends": [{k: v for k, v in asdict(s).items() if k != "body"} for s in self.sends],
+                                  "arrivals": self.arrivals,
                                   "counts": self.counts(), "duplicates": self.duplicates()})
 
     async def _control_config(self, request: web.Request) -> web.Response:
@@ -429,6 +432,7 @@ class CloudApi:
         self.sends.clear()
         self.faults.clear()
         self.webhook_deliveries.clear()
+        self.arrivals.clear()
         self._recent.clear()
         self._recent_by_recipient.clear()
         return web.json_response({"reset": True})

@@ -17,9 +17,10 @@
   came (or whose recording failed, or whose session ended meanwhile) is *in doubt*.
 - Errors (`domain/cloud_errors.classify`): RETRY never drops a message. Scope MESSAGE and
   RECIPIENT hold that recipient's queue with exponential backoff (so its later messages wait and
-  the order holds); scope ACCOUNT halves the pace (once for the sends released before the
-  halving: `SendPacer.throttled`). PAUSE_ACCOUNT stops every send of the session,
-  reports `paused` (in `/v1/health`), logs once, and checks the credentials again every
+  the order holds); scope ACCOUNT lowers the pace by a fifth and widens the pacer's jitter
+  margin (once for the sends released before that: `SendPacer.throttled`). PAUSE_ACCOUNT stops
+  every send of the session, reports `paused` (in `/v1/health`), logs once, and checks the
+  credentials again every
   `pause_check_every` seconds; sending resumes when they pass.
 - `already_delivered` (asked by the backlog scan about rows some session claimed before): rows
   delivered or failed meanwhile need nothing; rows whose send had started are waited for until
