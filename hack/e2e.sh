@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end suite on real pods here: one real node beside the local control plane, the
 # project image built from the Dockerfile on a Debian-made base, PostgreSQL from Debian's
-# package, then tests/e2e through WACLUSTER_KUBECONFIG. The environment is torn down on exit.
+# package and the local Cloud API (hack/images/cloudapi), then tests/e2e through
+# WACLUSTER_KUBECONFIG. The environment is torn down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WAC=.venv/bin/wacluster
@@ -20,6 +21,7 @@ PATH="$("$WAC" testenv bin-dir):$PATH" \
 WACLUSTER_KUBECONFIG="$("$WAC" testenv status --name "$NAME" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["kubeconfig"])')" \
 WACLUSTER_E2E_IMAGE=wacluster:e2e WACLUSTER_E2E_NEXT_TAG=e2e-next \
 WACLUSTER_E2E_POSTGRES_IMAGE=wacluster-postgres:15 \
+WACLUSTER_E2E_CLOUDAPI_IMAGE=wacluster-cloudapi:e2e \
     .venv/bin/pytest -m e2e tests/e2e "$@"
 status=$?
 set -e

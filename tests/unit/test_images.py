@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wacluster_testenv.images import DPKG_NO_DOCS, excluded_by_dpkg, extra_certificates
+from wacluster_testenv.images import DPKG_NO_DOCS, cloudapi_context, excluded_by_dpkg, extra_certificates
 
 pytestmark = pytest.mark.harness
 
@@ -37,3 +37,31 @@ def test_everything_else_is_kept():
     for path in ("/usr/lib/python3.11/os.py", "/usr/share/locale/locale.alias",
                  "/usr/share/postgresql/15/postgresql.conf.sample"):
         assert not excluded_by_dpkg(path, DPKG_NO_DOCS), path
+
+
+def _tree(root, *paths: str) -> None:
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(path)
+
+
+def test_the_cloud_api_context_has_its_dockerfile_the_product_versions_and_the_harness(tmp_path):
+    _tree(tmp_path, "hack/images/cloudapi/Dockerfile", "pyproject.toml", "tests/harness/pyproject.toml",
+          "tests/harness/wacluster_testenv/cloudapi.py", "tests/harness/wacluster_testenv/pause.c",
+          "operator/wacluster/cli.py")
+    context = cloudapi_context(tmp_path)
+    assert context == {
+        "Dockerfile": tmp_path / "hack/images/cloudapi/Dockerfile",
+        "pyproject.toml": tmp_path / "pyproject.toml",
+        "harness/pyproject.toml": tmp_path / "tests/harness/pyproject.toml",
+        "harness/wacluster_testenv/cloudapi.py": tmp_path / "tests/harness/wacluster_testenv/cloudapi.py",
+        "harness/wacluster_testenv/pause.c": tmp_path / "tests/harness/wacluster_testenv/pause.c",
+    }
+
+
+def test_bytecode_stays_out_of_the_cloud_api_context(tmp_path):
+    _tree(tmp_path, "hack/images/cloudapi/Dockerfile", "pyproject.toml", "tests/harness/pyproject.toml",
+          "tests/harness/wacluster_testenv/cloudapi.py",
+          "tests/harness/wacluster_testenv/__pycache__/cloudapi.cpython-311.pyc",
+          "tests/harness/wacluster_testenv/stray.pyc")
+    assert not [name for name in cloudapi_context(tmp_path) if "pyc" in name]

@@ -27,8 +27,8 @@ def add_parser(subparsers) -> None:
     status = actions.add_parser("status", help="print the environment's kubeconfig, server and DSN as JSON")
     status.add_argument("--name", default="default")
     images = actions.add_parser(
-        "images", help="build the base, project and PostgreSQL images with Docker from Debian packages and "
-                       "import them into a real-node environment's containerd")
+        "images", help="build the base, project, PostgreSQL and local Cloud API images with Docker from Debian "
+                       "packages and import them into a real-node environment's containerd")
     images.add_argument("--name", default="default", help="environment (started with --nodes real) to import into")
     images.add_argument("--tag", default="e2e", help="tag of the project image (wacluster:<tag>)")
     images.add_argument("--extra-tag", action="append", default=[], help="further tags of the same build")
@@ -82,5 +82,6 @@ def _images(env: Environment, args: argparse.Namespace) -> int:
         print(f"environment {args.name!r} has no real node: start it with "
               f"`wacluster testenv up --nodes real --name {args.name}`, or pass --no-import", file=sys.stderr)
         return 1
-    import_into_containerd([*built["project_tags"], built["postgres"]], str(control_plane.node.socket))
+    import_into_containerd([*built["project_tags"], built["postgres"], built["cloudapi"]],
+                           str(control_plane.node.socket))
     return 0

@@ -3,9 +3,11 @@
 No registry image can be pulled here, so every image starts from a Debian rootfs made by
 debootstrap and imported into Docker:
 
-- ``wacluster-base:bookworm``: Debian's Python 3.11, the base of the two images below;
+- ``wacluster-base:bookworm``: Debian's Python 3.11, the base of the images below;
 - ``wacluster:<tag>``: the project image from the repository's own Dockerfile, with that base;
-- ``wacluster-postgres:15``: Debian's PostgreSQL 15 behaving like the official postgres image.
+- ``wacluster-postgres:15``: Debian's PostgreSQL 15 behaving like the official postgres image;
+- ``wacluster-cloudapi:e2e``: the harness's local Cloud API (cloudapi.py) served on its own, which
+  the e2e test of gateway.mode cloud runs as a pod.
 
 Docker's layer cache makes a rebuild of unchanged sources take seconds; the debootstrap is
 kept as a tarball in the cache, so it runs once per machine even when Docker's store is wiped.
@@ -20,6 +22,8 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
@@ -33,9 +37,12 @@ BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 BASE_IMAGE = f"wacluster-base:{DEBIAN_SUITE}"
 PROJECT_REPOSITORY = "wacluster"
 POSTGRES_IMAGE = "wacluster-postgres:15"
+CLOUDAPI_IMAGE = "wacluster-cloudapi:e2e"
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 POSTGRES_CONTEXT = REPO_ROOT / "hack" / "images" / "postgres"
+# Relative to the repository: its context is assembled (cloudapi_context).
+CLOUDAPI_DOCKERFILE = Path("hack", "images", "cloudapi", "Dockerfile")
 
 # What `docker import` cannot learn from a bare rootfs. The project Dockerfile extends PATH
 # (`ENV PATH=/opt/wacluster/bin:$PATH`), so the base must define it.
@@ -77,10 +84,11 @@ def base_tarball() -> Path:
 
 def build_images(tag: str = "e2e", extra_tags: Iterable[str] = (),
                  progress: Progress = print) -> dict[str, object]:
-    """Make the base, project and postgres images; what exists and is current is kept.
+    """Make the base, project, postgres and local Cloud API images; what exists and is current
+    is kept.
 
     Returns ``{"base": ..., "project": "wacluster:<tag>", "project_tags": [...],
-    "postgres": ...}``. Concurrent callers wait for one another instead of racing.
+    "postgres": ..., "cloudapi": ...}``. Concurrent callers wait for one another instead of racing.
     """
     images_dir().mkdir(parents=True, exist_ok=True)
     with open(images_dir() / ".lock", "w") as lock:
@@ -95,9 +103,29 @@ def build_images(tag: str = "e2e", extra_tags: Iterable[str] = (),
             _run(["docker", "tag", project, extra])
         clock.step(f"building {POSTGRES_IMAGE} from {POSTGRES_CONTEXT}")
         _docker_build(POSTGRES_CONTEXT, POSTGRES_IMAGE)
-        clock.step("images ready: " + ", ".join([BASE_IMAGE, *project_tags, POSTGRES_IMAGE]))
+        clock.step(f"building {CLOUDAPI_IMAGE} from {REPO_ROOT / CLOUDAPI_DOCKERFILE}")
+        _docker_build_archive(cloudapi_context(), CLOUDAPI_IMAGE)
+        clock.step("images ready: " + ", ".join([BASE_IMAGE, *project_tags, POSTGRES_IMAGE, CLOUDAPI_IMAGE]))
     return {"base": BASE_IMAGE, "project": project, "project_tags": project_tags,
-            "postgres": POSTGRES_IMAGE}
+            "postgres": POSTGRES_IMAGE, "cloudapi": CLOUDAPI_IMAGE}
+
+
+def cloudapi_context(repo_root: Path = REPO_ROOT) -> dict[str, Path]:
+    """The local Cloud API image's build context, as name in the context -> file.
+
+    Assembled rather than taken from the repository root, whose .dockerignore leaves tests/ out:
+    the Dockerfile, the product's pyproject.toml (the versions of aiohttp and pydantic) and
+    tests/harness as ``harness/``, without bytecode caches, which change on every test run and
+    would only defeat Docker's layer cache.
+    """
+    harness = repo_root / "tests" / "harness"
+    files = {"Dockerfile": repo_root / CLOUDAPI_DOCKERFILE,
+             "pyproject.toml": repo_root / "pyproject.toml",
+             "harness/pyproject.toml": harness / "pyproject.toml"}
+    for path in sorted((harness / "wacluster_testenv").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files[f"harness/{path.relative_to(harness).as_posix()}"] = path
+    return files
 
 
 def _ensure_base_image(clock: StepClock) -> None:
@@ -220,6 +248,22 @@ def _docker_build(context: Path, tag: str) -> None:
     # The default bridge network suffices: containers reach PyPI and deb.debian.org through
     # docker0's NAT, with the host's (non-loopback) resolver copied into /etc/resolv.conf.
     _run(["docker", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", tag, str(context)])
+
+
+def _docker_build_archive(files: dict[str, Path], tag: str) -> None:
+    """Build from a context given as files: sent to Docker as a tar on standard input."""
+    with tempfile.TemporaryFile() as context:
+        with tarfile.open(fileobj=context, mode="w") as archive:
+            for name, path in files.items():
+                info = archive.gettarinfo(str(path), arcname=name)
+                # Owner and time say nothing about the content; fixed, they cannot vary the build.
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                with open(path, "rb") as data:
+                    archive.addfile(info, data)
+        context.seek(0)
+        _run(["docker", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", tag, "-"], stdin=context)
 
 
 def _image_exists(image: str) -> bool:
