@@ -27,9 +27,11 @@ async def claim_due(conn: AsyncConnection, limit: int, lock_seconds: float) -> l
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-async def delivered(conn: AsyncConnection, event_id: int) -> None:
-    await conn.execute("UPDATE webhook_events SET delivered_at = now(), last_attempt_at = now(), last_error = NULL "
-                       "WHERE id = %s", (event_id,))
+async def delivered(conn: AsyncConnection, event_ids: list[int]) -> None:
+    """These were delivered (one statement, one commit for a whole dispatch round)."""
+    if event_ids:
+        await conn.execute("UPDATE webhook_events SET delivered_at = now(), last_attempt_at = now(), "
+                           "last_error = NULL WHERE id = ANY(%s)", (event_ids,))
 
 
 async def failed(conn: AsyncConnection, event_id: int, delay: float, error: str, dead_after: float) -> bool:

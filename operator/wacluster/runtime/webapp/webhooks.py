@@ -88,7 +88,13 @@ class WebhookDispatcher:
         if not events:
             return False
         retry = RetryPolicy.from_settings(settings)
-        await asyncio.gather(*(self._post(url, retry, tls, *event) for event in events))
+        outcomes = await asyncio.gather(*(self._post(url, retry, tls, *event) for event in events))
+        # One commit for the round's deliveries: one per event made a durable database the limit
+        # (about 10 events a second reached a receiver under load while 150 a second came in).
+        delivered = [event[0] for event, ok in zip(events, outcomes) if ok]
+        async with self.pool.connection() as conn:
+            await webhooks_db.delivered(conn, delivered)
+        WEBHOOKS.labels(result="delivered").inc(len(delivered))
         return True
 
     async def refresh_backlog(self) -> None:
@@ -106,7 +112,9 @@ class WebhookDispatcher:
         metrics.WEBHOOK_EVENTS_DEAD_LETTERS.set(dead)
 
     async def _post(self, url: str, retry: RetryPolicy, tls: ssl.SSLContext, event_id: int, payload: dict,
-                    attempt: int) -> None:
+                    attempt: int) -> bool:
+        """One attempt; True when the receiver took it (the caller records it), else the failure
+        is recorded here."""
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(self.signing_key, body)}
         try:
@@ -114,10 +122,7 @@ class WebhookDispatcher:
             async with self.session.post(url, data=body, headers=headers, allow_redirects=False, ssl=tls,
                                          timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 if resp.status < 300:
-                    async with self.pool.connection() as conn:
-                        await webhooks_db.delivered(conn, event_id)
-                    WEBHOOKS.labels(result="delivered").inc()
-                    return
+                    return True
                 error = (f"receiver redirected ({resp.status}); redirects are not followed" if resp.status < 400
                          else f"receiver answered {resp.status}")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -138,6 +143,7 @@ class WebhookDispatcher:
                         event_id, attempt, error)
         else:
             WEBHOOKS.labels(result="retry").inc()
+        return False
 
 
 @dataclass(frozen=True)
