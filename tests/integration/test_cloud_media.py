@@ -2,14 +2,16 @@
 processes against the local Cloud API: the file the webapp stored is uploaded once to
 `/{version}/{phone-number-id}/media`, the message goes out with the Cloud media id, and later
 messages with the same media reuse it (the id is cached in PostgreSQL); an upload refused by the
-Cloud API is handled as a refused send; a media id whose file is gone fails its message."""
+Cloud API is handled as a refused send; a media id whose file is gone fails its message; the
+owners of two shards sending the same file at once upload it once."""
 
 from __future__ import annotations
 
 import pytest
 
-from runtime_cluster import webapp
+from runtime_cluster import connected, webapp
 from test_cloud_delivery import TOKEN, LocalCloud, all_delivered, logs, start_cloud_cluster, statuses
+from test_delivery_path import recipient_in_shard
 from wacluster_testenv.eventually import eventually
 
 pytestmark = pytest.mark.integration
@@ -66,6 +68,29 @@ def test_messages_sent_together_with_the_same_media_share_one_upload(cluster, cl
     (cloud_id,) = cloud.api.media
     assert {cloud.api.find(callback_data=i).body["image"]["id"] for i in ids} == {cloud_id}
     assert cloud.api.counts() == {i: 1 for i in ids}
+
+
+def test_the_owners_of_two_shards_sending_the_same_media_at_once_upload_it_once(cluster, cloud):
+    """Each owner had its own lock: both uploaded the file (two Cloud media ids for one file)."""
+    cluster.configure(shards=2)
+    cluster.use_cloud_api(cloud.base, TOKEN, cloud.api.phone_number_id)
+    cluster.start_master("master1")
+    for name in ("wacore1", "wacore2"):
+        cluster.start_coreapp(name)
+    eventually(lambda: cluster.primary_master(), 30, what="a primary master")
+    cluster.register()
+    eventually(lambda: connected(cluster, shards=2), 60, what="both shards served through the Cloud API",
+               details=lambda: logs(cluster)[-3000:])
+    api = webapp(cluster)
+    media_id = upload(api)
+    cloud.api.upload_latency = 1.5  # both owners come to the file while its upload is under way
+    ids = [send_image(api, recipient_in_shard(shard, 2), media_id, f"shard {shard}") for shard in (0, 1)]
+    eventually(lambda: all_delivered(cluster, ids), 60, what="both images delivered",
+               details=lambda: logs(cluster)[-3000:])
+    (cloud_id,) = cloud.api.media
+    assert {cloud.api.find(callback_data=i).body["image"]["id"] for i in ids} == {cloud_id}
+    assert "uploaded by another coreapp meanwhile" in logs(cluster)
+    assert cluster.query("SELECT count(*) FROM cloud_media_uploads") == [(0,)]  # leases released
 
 
 def test_an_upload_refused_for_the_token_pauses_sending_like_a_refused_send(cluster, cloud):

@@ -241,6 +241,18 @@ MIGRATIONS: list[Migration] = [
     DROP INDEX messages_settled;
     CREATE INDEX messages_settled ON messages (created_at) WHERE status IN ('delivered', 'cancelled', 'failed');
     """),
+    # Who is uploading a media file to the Cloud API for a phone number, until when (db/cloud_media.py):
+    # the owners of other shards sending the same file wait for that upload instead of making their
+    # own. Gone with its media row. Expand: a new table.
+    Migration(16, 3, """
+    CREATE TABLE cloud_media_uploads (
+        media_id text NOT NULL REFERENCES media (id) ON DELETE CASCADE,
+        phone_number_id text NOT NULL,
+        uploader text NOT NULL,
+        until timestamptz NOT NULL,
+        PRIMARY KEY (media_id, phone_number_id)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -99,6 +99,7 @@ class CloudApi:
     clock: Callable[[], float] = time.monotonic
     sends: list[Send] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # clock() of every send request counted, refused or not
+    upload_latency: float = 0.0  # seconds each media upload takes (tests of uploads under way)
     faults: list[Fault] = field(default_factory=list)
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -229,6 +230,8 @@ class CloudApi:
         if form.get("messaging_product") != "whatsapp" or not hasattr(upload, "file"):
             return cloud_error(400, 100, "(#100) The parameters messaging_product=whatsapp and file are required")
         data = upload.file.read()
+        if self.upload_latency:
+            await asyncio.sleep(min(self.upload_latency, MAX_LATENCY))
         media_id = str(secrets.randbelow(9 * 10 ** 15) + 10 ** 15)
         self.media[media_id] = {"data": data, "mime_type": str(form.get("type") or upload.content_type),
                                 "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data)}

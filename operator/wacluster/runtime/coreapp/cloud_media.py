@@ -8,13 +8,19 @@ The bytes come from the shared media volume, mounted into coreapps as into webap
 write it, runtime/webapp/media.py); its type from the media table. An upload refused by the Cloud
 API is classified like a send (domain/cloud_errors.classify): retried, failed or pausing the
 account. A media id with no file is a permanent failure of the message (1006, as GET /v1/media
-answers for it)."""
+answers for it).
+
+Owners of different shards may send the same file at the same moment (a campaign with one image):
+the first takes a lease on its upload in PostgreSQL (db/cloud_media.lease_upload) and the others
+wait for its Cloud id instead of uploading the file again; a lease runs out with the upload's own
+timeout, so a holder that died holds up nobody for longer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import time
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +36,8 @@ log = logging.getLogger("wacluster.coreapp")
 
 REUSE_DAYS = 29            # Meta deletes an uploaded file after 30 days
 UPLOAD_TIMEOUT = 120.0     # up to 16 MB (the largest media the webapp accepts) per upload
+LEASE = UPLOAD_TIMEOUT + 10.0  # an upload lease outlives the upload it covers
+LEASE_POLL = 0.5           # seconds between looks for the id another coreapp is uploading
 MEDIA_ID = re.compile(r"^[0-9a-f]{32}$")  # the ids the webapp gives: never a path
 
 
@@ -49,8 +57,9 @@ def _missing(media_id: str) -> UploadFailed:
 
 class CloudMedia:
     def __init__(self, http: aiohttp.ClientSession, settings: CloudSettings, pool: AsyncConnectionPool,
-                 media_dir: Path) -> None:
+                 media_dir: Path, uploader: str) -> None:
         self.http, self.settings, self.pool, self.media_dir = http, settings, pool, media_dir
+        self.uploader = uploader  # this coreapp's name, on its upload leases
         # Messages with the same media sent at once (to different recipients) share one upload:
         # the first uploads, the others wait for it and find its id in the cache.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -74,21 +83,40 @@ class CloudMedia:
     async def _resolve(self, media_id: str) -> str:
         if not MEDIA_ID.match(media_id):
             raise _missing(media_id)
-        async with self.pool.connection() as conn:
-            cached = await cloud_media_db.cached(conn, self.settings.phone_number_id, media_id, REUSE_DAYS)
-            found = None if cached else await media_db.get(conn, media_id)
-        if cached:
-            return cached
-        path = self.media_dir / media_id
-        if found is None:
-            raise _missing(media_id)
+        number = self.settings.phone_number_id
+        waited_since: float | None = None
+        while True:
+            async with self.pool.connection() as conn:
+                cached = await cloud_media_db.cached(conn, number, media_id, REUSE_DAYS)
+                found = None if cached else await media_db.get(conn, media_id)
+                leased = found is not None and await cloud_media_db.lease_upload(conn, number, media_id,
+                                                                               self.uploader, LEASE)
+            if cached:
+                if waited_since is not None:
+                    log.info("media %s: uploaded by another coreapp meanwhile (waited %.1fs)", media_id,
+                             time.monotonic() - waited_since)
+                return cached
+            if found is None:
+                raise _missing(media_id)
+            if leased:
+                break
+            waited_since = waited_since or time.monotonic()
+            await asyncio.sleep(LEASE_POLL)  # another coreapp is uploading it: its id comes soon
         try:
-            data = await asyncio.to_thread(path.read_bytes)  # the volume may be NFS: off the event loop
-        except FileNotFoundError:
-            raise _missing(media_id) from None
-        cloud_id = await self._upload(media_id, found[0], data)
-        async with self.pool.connection() as conn:
-            await cloud_media_db.remember(conn, self.settings.phone_number_id, media_id, cloud_id)
+            path = self.media_dir / media_id
+            try:
+                data = await asyncio.to_thread(path.read_bytes)  # the volume may be NFS: off the event loop
+            except FileNotFoundError:
+                raise _missing(media_id) from None
+            cloud_id = await self._upload(media_id, found[0], data)
+            async with self.pool.connection() as conn:
+                await cloud_media_db.remember(conn, number, media_id, cloud_id)
+        finally:
+            try:
+                async with self.pool.connection() as conn:
+                    await cloud_media_db.release_upload(conn, number, media_id, self.uploader)
+            except Exception as exc:  # the lease runs out by itself
+                log.warning("media %s: could not release the upload lease (%s)", media_id, exc)
         log.info("media %s uploaded to the Cloud API as %s (%d bytes)", media_id, cloud_id, len(data))
         return cloud_id
 

@@ -231,7 +231,8 @@ class Coreapp:
                             in_doubt_window=self.config.cloud_in_doubt_window,
                             pause_check_every=self.config.cloud_pause_check_interval,
                             may_send=may_send, on_paused=on_paused, on_closed=on_closed,
-                            media=CloudMedia(self.http, self.cloud, self.pool, Path(self.config.media_dir)))
+                            media=CloudMedia(self.http, self.cloud, self.pool, Path(self.config.media_dir),
+                                             self.me.name))
         return link
 
     async def record_gateway_status(self, link: Gateway) -> None:
