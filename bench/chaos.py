@@ -19,25 +19,65 @@ delivered anyway (`failed_at_client_but_delivered`); `texts_stored_twice` counts
 database holds twice (0 when every retry kept its key); max downtime
 and availability (the fraction of seconds in which every shard accepted a message); per fault
 kind, the count and the problems seen after it. Prints one JSON line.
+
+`--gateway cloud`: the coreapps send through the local Cloud API (wacluster_testenv.cloudapi, a
+process of its own, rate limit 1000/s, pair limit off), which POSTs signed `sent` and `delivered`
+status webhooks to the webapp's Cloud webhook endpoint (followed across webapp restarts), so a send
+in doubt can be settled by its webhook; the account is registered through /v1/account in cloud
+mode. The sandbox's fault gives way to the Cloud API's own (5xx answers, latency) and a shard owner
+black-holed from the Cloud API's port. After the faults the run waits (bounded) until every
+accepted message is settled, then reads the invariants from the Cloud API's sends (counted by
+biz_opaque_callback_data, our id): lost (accepted, never sent), duplicated (sent more than once),
+each extra send with its cause: an in-doubt resend when a coreapp logged "sending them again" for
+that many messages shortly before it (`wacluster_cloud_in_doubt_resent_total`, sampled every
+second, is reported beside), "unexplained" otherwise (a defect); and messages `failed` in the
+database. Writes bench/results/chaos_cloud.json, with the load averages before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import random
+import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from chaos_faults import FAULTS, SHARD_COUNTS, SMOKE_FAULTS, Run
+from chaos_faults import (CLOUD_FAULTS, CLOUD_SMOKE_FAULTS, FAULTS, SHARD_COUNTS, SMOKE_FAULTS, CloudApiControl,
+                          Run)
 from common import Bench, emit, start_cluster
+from wacluster.api.interprocess import Env
 from wacluster.domain.sharding import shard_of
 from wacluster_testenv import faults as network_faults
+from wacluster_testenv.apiclient import ApiClient
+from wacluster_testenv.cloudapi import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_PHONE_NUMBER_ID
+from wacluster_testenv.eventually import eventually
+from wacluster_testenv.processes import free_port
 
 RETRY_FOR = 30.0  # how long a sender keeps retrying one message (with its key) before giving up
+
+# Cloud mode. The Cloud API's limit is far above the chaos load (about 100-300 a second here).
+CLOUD_TOKEN = "bench-chaos-cloud-token"
+CLOUD_APP_SECRET = "bench-chaos-cloud-app-secret"
+CLOUD_VERIFY_TOKEN = "bench-chaos-verify-token"
+CLOUD_RATE = 1000
+CLOUD_PIN = "135790"
+CLOUD_WEBHOOK_PATH = "/cloud/webhook"  # the webapp's default (runtime/webapp/cloud_webhooks.py)
+CLOUD_ACCOUNT = ("1", DEFAULT_DISPLAY_PHONE_NUMBER[1:])
+IN_DOUBT_WINDOW = 30.0  # the coreapp's default --cloud-in-doubt-window
+RESENT = "wacluster_cloud_in_doubt_resent_total"
+THROTTLED = "wacluster_cloud_throttled_total"
+RESENT_LINE = re.compile(r"(\d+) message\(s\) were being sent when their session ended.*sending them again")
+SETTLED_LINE = re.compile(r"message (\S+) was in doubt; a Cloud status webhook settled it (\w+)")
 
 
 class Senders:
@@ -122,17 +162,184 @@ class Senders:
             thread.join(timeout=60)
 
 
-def schedule(rng: random.Random, smoke: bool):
+def schedule(rng: random.Random, smoke: bool, faults: dict = FAULTS, smoke_faults: list[str] = SMOKE_FAULTS):
     """The fault kinds in order: smoke draws from the cheap ones; otherwise every kind once in a
     seeded shuffle, then draws from all of them."""
     if smoke:
         while True:
-            yield rng.choice(SMOKE_FAULTS)
-    first = list(FAULTS)
+            yield rng.choice(smoke_faults)
+    first = list(faults)
     rng.shuffle(first)
     yield from first
     while True:
-        yield rng.choice(list(FAULTS))
+        yield rng.choice(list(faults))
+
+
+# --- cloud mode ------------------------------------------------------------------------------------
+
+@contextmanager
+def cloud_api_process(log: Path) -> Iterator[CloudApiControl]:
+    """The local Cloud API in its own process (as bench/cloud_pacing.py runs it), pair limit off."""
+    port = free_port()
+    env = {**os.environ, "CLOUDAPI_ACCESS_TOKEN": CLOUD_TOKEN, "CLOUDAPI_APP_SECRET": CLOUD_APP_SECRET}
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "wacluster", "testenv", "cloudapi", "--port", str(port),
+                                    "--messages-per-second", str(CLOUD_RATE), "--auto-statuses", "sent,delivered"],
+                                   env=env, stdout=out, stderr=out)
+    cloud = CloudApiControl(f"http://127.0.0.1:{port}")
+    try:
+        eventually(lambda: cloud.call("POST", "/_control/config", {"pair_messages": 1_000_000}, timeout=5), 30,
+                   ignore=(OSError,), what="the local Cloud API")
+        yield cloud
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def point_webhooks(cloud: CloudApiControl, webapp) -> None:
+    """The Cloud API's status webhooks go to this webapp's Cloud webhook endpoint (self-signed TLS)."""
+    cloud.call("POST", "/_control/config", {"webhook_url": f"https://127.0.0.1:{webapp.port}{CLOUD_WEBHOOK_PATH}",
+                                            "webhook_verify_tls": False})
+
+
+def start_cloud_cluster(run: Run, masters: int, coreapps: int, shards: int, settings: dict) -> ApiClient:
+    """The cluster in cloud mode: coreapps (each with a metrics port) and a webapp sending and
+    registering through the Cloud API, the webapp taking its status webhooks; registered through
+    /v1/account and /v1/account/verify (the two-step PIN)."""
+    cluster, cloud = run.cluster, run.cloud
+    result = cluster.dbupgrade()
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    cluster.configure(shards=shards, **settings)
+    cluster.use_cloud_api(cloud.base, CLOUD_TOKEN, DEFAULT_PHONE_NUMBER_ID, CLOUD_RATE)
+    cluster.webapp_env = {**cluster.coreapp_env, Env.CLOUD_APP_SECRET: CLOUD_APP_SECRET,
+                          Env.CLOUD_VERIFY_TOKEN: CLOUD_VERIFY_TOKEN}
+    for i in range(1, masters + 1):
+        cluster.start_master(f"master{i}")
+    for i in range(1, coreapps + 1):
+        name = f"wacore{i}"
+        run.coreapp_args[name] = ("--metrics-port", str(free_port()))
+        cluster.start_coreapp(name, run.coreapp_args[name])
+    role = cluster.start_webapp(password=run.password)
+    point_webhooks(cloud, role)
+    run.on_webapp = lambda webapp: point_webhooks(cloud, webapp)
+    api = ApiClient(f"https://127.0.0.1:{role.port}")
+    api.login("admin", run.password)
+    cc, number = run.account = CLOUD_ACCOUNT
+    eventually(cluster.primary_master, 60, what="a primary master")
+    for path, body, status in (("/v1/account", {"cc": cc, "phone_number": number, "method": "sms"}, 202),
+                               ("/v1/account/verify", {"code": CLOUD_PIN}, 201)):
+        reply = api.request("POST", path, body)
+        if reply.status != status:
+            raise RuntimeError(f"{path}: {reply.status} {reply.body}")
+    eventually(lambda: len(cluster.shard_owners()) == shards and all(o[0] for o in cluster.shard_owners().values()),
+               60, what=f"{shards} shard(s) served through the Cloud API")
+    return api
+
+
+class CoreappMetrics:
+    """Samples counters of every live coreapp once a second. A counter lives as long as its process
+    (a killed coreapp's is gone), so each process's last value is kept, by pid."""
+
+    def __init__(self, run: Run, names: tuple[str, ...]) -> None:
+        self.run, self.names = run, names
+        self.last: dict[tuple[str, int], dict[str, float]] = {}
+        self.running = threading.Event()
+        self.thread = threading.Thread(target=self._sample_loop, daemon=True)
+
+    def start(self) -> "CoreappMetrics":
+        self.running.set()
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.running.clear()
+        self.thread.join(timeout=10)
+        self.sample()
+
+    def _sample_loop(self) -> None:
+        while self.running.is_set():
+            self.sample()
+            time.sleep(1.0)
+
+    def sample(self) -> None:
+        for name, args in list(self.run.coreapp_args.items()):
+            role = self.run.cluster.roles.get(name)
+            if role is None or not role.alive:
+                continue
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{args[-1]}/metrics", timeout=2) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                continue  # stopped, starting or just killed
+            self.last[(name, role.proc.pid)] = {
+                metric: sum(float(v) for v in re.findall(rf"^{re.escape(metric)}(?:{{[^}}]*}})? ([0-9.e+-]+)$",
+                                                         text, re.M)) for metric in self.names}
+
+    def total(self, metric: str) -> int:
+        return int(sum(values.get(metric, 0.0) for values in self.last.values()))
+
+
+def _stamp(line: str) -> float:
+    """The wall-clock time of a role's log line (logging's default `asctime`, local time)."""
+    try:
+        return time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+    except ValueError:
+        return float("-inf")
+
+
+def logged(run: Run, pattern: re.Pattern, kind: str = "coreapp") -> list[tuple[float, str, tuple, str]]:
+    """(time, role, groups, line) of each line of the roles of `kind` matching `pattern`, by time."""
+    found = []
+    for role in run.cluster.roles.values():
+        if role.kind == kind:
+            for line in role.output().splitlines():
+                if match := pattern.search(line):
+                    found.append((_stamp(line), role.name, match.groups(), line.strip()))
+    return sorted(found)
+
+
+def settle(cluster, ids: list[str], timeout: float) -> float:
+    """Wait (bounded) until no accepted message is queued or claimed any more; the seconds it took."""
+    began = time.time()
+    while time.time() - began < timeout:
+        open_rows = cluster.query("SELECT count(*) FROM messages WHERE id = ANY(%s) AND status IN ('queued', 'claimed')",
+                                  (ids,))[0][0]
+        if open_rows == 0:
+            break
+        time.sleep(1.0)
+    return round(time.time() - began, 1)
+
+
+def duplicate_causes(run: Run, sends: list[dict]) -> list[dict]:
+    """Each send of an id after its first, with its cause: an in-doubt resend when a coreapp logged
+    "N message(s) ... sending them again" at most 60 s before it (and 1 s after: log and send
+    clocks are read apart) and not all N of that line were matched already; "unexplained" else."""
+    lines = [[at, role, int(groups[0]), line] for at, role, groups, line in logged(run, RESENT_LINE)]
+    by_id: dict[str, list[dict]] = {}
+    for send in sends:
+        if send["callback_data"] is not None:
+            by_id.setdefault(send["callback_data"], []).append(send)
+    extra = sorted((s["at"], i, s["wamid"], ss[0]["at"]) for i, ss in by_id.items() if len(ss) > 1
+                   for s in sorted(ss, key=lambda s: s["at"])[1:])
+    out = []
+    for at, message_id, wamid, first_at in extra:
+        candidates = [entry for entry in lines if at - 60.0 <= entry[0] <= at + 1.0 and entry[2] > 0]
+        record = {"id": message_id, "first_sent_at": round(first_at, 3), "again_at": round(at, 3), "wamid": wamid}
+        if candidates:
+            entry = candidates[-1]
+            entry[2] -= 1
+            record.update(cause="in_doubt_resend", coreapp=entry[1], logged=entry[3])
+        else:
+            record["cause"] = "unexplained"
+        out.append(record)
+    return out
+
+
+def load_average() -> dict:
+    with open("/proc/loadavg") as f:
+        one, five, fifteen = f.read().split()[:3]
+    return {"1m": float(one), "5m": float(five), "15m": float(fifteen)}
 
 
 def availability(senders: Senders, started: float, elapsed_s: int) -> tuple[float, float, dict | None]:
@@ -182,35 +389,47 @@ def main() -> None:
     parser.add_argument("--senders-per-shard", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="90 s of faults, and at least one of each kind")
     parser.add_argument("--smoke", action="store_true", help="a few faults, invariants only")
+    parser.add_argument("--gateway", choices=("sandbox", "cloud"), default="sandbox",
+                        help="what the coreapps send to: the sandbox, or the local Cloud API (Cloud driver)")
     args = parser.parse_args()
+    cloud_mode = args.gateway == "cloud"
     duration = 25.0 if args.smoke else (90.0 if args.quick else args.duration)
     interval = 4.0 if args.smoke else (3.0 if args.quick else args.interval)
     rng = random.Random(args.seed)
-    workdir = Path("/tmp") / f"wacluster-bench-chaos-{int(time.time())}"
+    workdir = Path("/tmp") / f"wacluster-bench-chaos{'-cloud' if cloud_mode else ''}-{int(time.time())}"
     settings = {"heartbeat_interval": 1.0, "unhealthy_interval": 2.0, "db_heartbeat_interval": 1.0,
                 "db_unhealthy_after": 5.0, "lease_duration": 4.0, "renew_deadline": 3.0, "retry_period": 0.5}
+    faults, smoke_faults = (CLOUD_FAULTS, CLOUD_SMOKE_FAULTS) if cloud_mode else (FAULTS, SMOKE_FAULTS)
     done: list[dict] = []
+    metrics: CoreappMetrics | None = None
+    load_before = load_average()
     unavailable = network_faults.unavailable_reason()
     network = None if unavailable else network_faults.NetworkFaults()
-    with Bench("chaos") as bench:
+    with Bench("chaos") as bench, ExitStack() as stack:
         cluster = bench.cluster(workdir)
         cluster.network = network.setup() if network else None
         try:
             run = Run(bench, cluster, network, unavailable, None, rng, settings)
-            run.api = start_cluster(cluster, masters=3, coreapps=max(args.shards + 2, max(SHARD_COUNTS)),
-                                    shards=args.shards, settings=settings)
+            coreapps = max(args.shards + 2, max(SHARD_COUNTS))
+            if cloud_mode:
+                run.cloud = stack.enter_context(cloud_api_process(workdir / "cloudapi.log"))
+                run.api = start_cloud_cluster(run, masters=3, coreapps=coreapps, shards=args.shards,
+                                              settings=settings)
+                metrics = CoreappMetrics(run, (RESENT, THROTTLED)).start()
+            else:
+                run.api = start_cluster(cluster, masters=3, coreapps=coreapps, shards=args.shards, settings=settings)
             run.senders = senders = Senders(lambda: run.api, args.shards, args.senders_per_shard)
             senders.start()
             started = time.time()
-            kinds = schedule(rng, args.smoke)
-            first_round = set(SMOKE_FAULTS if args.smoke else FAULTS)
+            kinds = schedule(rng, args.smoke, faults, smoke_faults)
+            first_round = set(smoke_faults if args.smoke else faults)
             try:
                 while time.time() - started < duration or (not args.smoke and first_round - {r["fault"] for r in done}):
                     run.wait(interval if args.smoke else rng.expovariate(1 / interval))
                     run.resume_paused()
                     fault = next(kinds)
                     record = {"at_s": round(time.time() - started, 1), "at_wall": time.time(), "fault": fault}
-                    FAULTS[fault](run, record)
+                    faults[fault](run, record)
                     record["took_s"] = round(time.time() - record["at_wall"], 1)
                     done.append(record)
                 run.resume_paused()
@@ -220,7 +439,24 @@ def main() -> None:
                 senders.stop()
                 run.resume_paused()
                 time.sleep(2)
-                report = cluster.gateway("/inspect/deliveries")
+                if cloud_mode:
+                    # A send in doubt is settled by its webhook, or sent again after the in-doubt window.
+                    settled_after = settle(cluster, [i for _, _, _, i in senders.accepted], IN_DOUBT_WINDOW + 60)
+                    if metrics is not None:
+                        metrics.stop()
+                    report = run.cloud.call("GET", "/_control/sends")
+                    webhooks = run.cloud.call("GET", "/_control/webhooks")["deliveries"]
+                    statuses = dict(cluster.query(
+                        "SELECT status, count(*) FROM messages WHERE id = ANY(%s) GROUP BY status",
+                        ([i for _, _, _, i in senders.accepted],)))
+                    failed_ids = [row[0] for row in cluster.query(
+                        "SELECT id FROM messages WHERE id = ANY(%s) AND status = 'failed'",
+                        ([i for _, _, _, i in senders.accepted],))]
+                    causes = duplicate_causes(run, report["sends"])
+                    resent_logged = sum(int(g[0]) for _, _, g, _ in logged(run, RESENT_LINE))
+                    settled_by_webhook = Counter(g[1] for _, _, g, _ in logged(run, SETTLED_LINE, "webapp"))
+                else:
+                    report = cluster.gateway("/inspect/deliveries")
                 failed_texts = [text for _, text in senders.failed_at_client]
                 failed_rows = cluster.query("SELECT id FROM messages WHERE body->'text'->>'body' = ANY(%s)",
                                             (failed_texts,))
@@ -233,23 +469,62 @@ def main() -> None:
             cluster.stop_all()
             if network:
                 network.teardown()
-    delivered = {d["id"] for d in report["deliveries"]}
+    if cloud_mode:
+        delivered = set(report["counts"])
+    else:
+        delivered = {d["id"] for d in report["deliveries"]}
     accepted = senders.accepted
     accepted_ids = {i for _, _, _, i in accepted}
     lost = [(t, i) for t, _, _, i in accepted if i not in delivered]
     failed_but_delivered = [row[0] for row in failed_rows if row[0] in delivered]
     avail, max_gap, max_gap_at = availability(senders, started, elapsed_s)
-    problems = {"lost": [t for t, _ in lost], "duplicated": [d["at"] for d in report["duplicates"]],
-                "conflicts": [c["at"] for c in report["conflicts"]], "bans": [b["at"] for b in report["bans"]],
-                "stale_sends": [s["at"] for s in report["stale_sends"]]}
+    if cloud_mode:
+        accepted_at = {i: t for t, _, _, i in accepted}
+        problems = {"lost": [t for t, _ in lost], "duplicated": [c["again_at"] for c in causes],
+                    "unexplained_duplicates": [c["again_at"] for c in causes if c["cause"] == "unexplained"],
+                    "failed": [accepted_at[i] for i in failed_ids]}
+    else:
+        problems = {"lost": [t for t, _ in lost], "duplicated": [d["at"] for d in report["duplicates"]],
+                    "conflicts": [c["at"] for c in report["conflicts"]], "bans": [b["at"] for b in report["bans"]],
+                    "stale_sends": [s["at"] for s in report["stale_sends"]]}
     for record in done:
         record.pop("at_wall")
-    emit("chaos", {
+    result = {
         "seed": args.seed, "smoke": args.smoke, "quick": args.quick, "duration_s": duration, "elapsed_s": elapsed_s, "shards": args.shards,
         "faults": len(done), "faults_by_kind": dict(Counter(r["fault"] for r in done)),
         "by_fault": by_fault([{**r, "at_wall": started + r["at_s"]} for r in done], problems),
         "schedule": done,
         "accepted": len(accepted), "delivered": len(delivered & accepted_ids),
+    }
+    if cloud_mode:
+        duplicated_ids = sorted({c["id"] for c in causes})
+        result = {"gateway": "cloud", **result,
+                  "lost": len(lost), "duplicated": len(duplicated_ids), "extra_sends": len(causes),
+                  "extra_sends_by_cause": dict(Counter(c["cause"] for c in causes)),
+                  "in_doubt_resent_logged": resent_logged, "in_doubt_resent_metric": metrics.total(RESENT),
+                  "in_doubt_settled_by_webhook": dict(settled_by_webhook),
+                  "failed_in_db": len(failed_ids), "db_statuses_of_accepted": statuses,
+                  "sent_by_cloud_api": len(report["sends"]), "sent_not_accepted": len(delivered - accepted_ids),
+                  "throttled_130429": metrics.total(THROTTLED),
+                  "status_webhooks": len(webhooks),
+                  "status_webhooks_not_taken": dict(Counter(str(w["status"]) for w in webhooks
+                                                            if w["status"] not in (200, 204))),
+                  "settled_after_s": settled_after, "rejected": senders.rejected,
+                  "client_failures": senders.client_failures, "settled_by_retry": senders.settled_by_retry,
+                  "texts_stored_twice": stored_twice,
+                  "failed_at_client": len(senders.failed_at_client),
+                  "failed_at_client_but_delivered": len(failed_but_delivered),
+                  "lost_ids": [i for _, i in lost][:20], "duplicates": causes[:50], "failed_ids": failed_ids[:20],
+                  "network_faults": unavailable or "iptables on cgroup v2",
+                  "max_downtime_s": max_gap, "max_downtime_at": max_gap_at, "availability": avail,
+                  "workdir": str(workdir), "settings": settings,
+                  "cloud": {"messages_per_second": CLOUD_RATE, "pair_messages": 1_000_000,
+                            "auto_statuses": ["sent", "delivered"], "in_doubt_window_s": IN_DOUBT_WINDOW},
+                  "load_before": load_before, "load_after": load_average()}
+        emit("chaos_cloud", result)
+        return
+    emit("chaos", {
+        **result,
         "lost": len(lost), "duplicated": len(report["duplicates"]), "conflicts": len(report["conflicts"]),
         "bans": len(report["bans"]), "stale_sends": len(report["stale_sends"]), "rejected": senders.rejected,
         "client_failures": senders.client_failures, "settled_by_retry": senders.settled_by_retry,

@@ -5,13 +5,17 @@ random generator) and the fault's `record`, a dict it fills with what it did and
 timings, outcome); the record goes into the JSON line's schedule. Roles that are killed come back
 after a pause, as a Deployment would bring them back; stopped ones are resumed before the next
 fault. Network faults need root, iptables and cgroup v2 (wacluster_testenv.faults); without them
-the fault records why it was skipped.
+the fault records why it was skipped. With the Cloud API driver (`CLOUD_FAULTS`) the sandbox's
+fault is replaced by the local Cloud API's own (5xx answers, latency) and a coreapp black-holed
+from the Cloud API's port.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -41,6 +45,14 @@ class Run:
     api: ApiClient | None = None
     paused: list = field(default_factory=list)
     restarts: list[tuple[float, Any]] = field(default_factory=list)
+    # The registered account as /v1/account/shards wants it (cc, phone_number).
+    account: tuple[str, str] = ("1", "5550001111")
+    # Further command-line options of a coreapp when it is started again (its metrics port).
+    coreapp_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The local Cloud API (`CloudApiControl`) in cloud mode; None with the sandbox.
+    cloud: Any = None
+    # Called with each webapp started in place of a killed one (the Cloud API's webhooks follow it).
+    on_webapp: Callable[[Any], None] | None = None
 
     def wait(self, seconds: float) -> None:
         """Sleep, starting the killed roles whose pause is over meanwhile (no timer threads: a
@@ -58,8 +70,10 @@ class Run:
         for due, role in list(self.restarts):
             if force or due <= now:
                 self.restarts.remove((due, role))
-                if not role.alive:
-                    (self.cluster.start_coreapp if role.kind == "coreapp" else self.cluster.start_master)(role.name)
+                if not role.alive and role.kind == "coreapp":
+                    self.cluster.start_coreapp(role.name, self.coreapp_args.get(role.name, ()))
+                elif not role.alive:
+                    self.cluster.start_master(role.name)
 
     def kill(self, role, sig: int = signal.SIGKILL) -> None:
         role.signal(sig)
@@ -127,6 +141,8 @@ def _replace_webapp(run: Run) -> None:
     old.signal(signal.SIGKILL)
     old.wait(30)
     role = run.cluster.start_webapp(password=run.password)
+    if run.on_webapp is not None:
+        run.on_webapp(role)
     fresh = ApiClient(f"https://127.0.0.1:{role.port}")
     fresh.login("admin", run.password)
     run.api = fresh
@@ -165,6 +181,43 @@ def drop_gateway_connection(run: Run, record: dict) -> None:
     record["skipped"] = "no batch was sent within 10 s"
 
 
+# --- the local Cloud API (cloud mode) -----------------------------------------------------------
+
+@dataclass
+class CloudApiControl:
+    """The local Cloud API's control endpoints (wacluster_testenv.cloudapi, run in its own process)."""
+    base: str
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.base).port
+
+    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+
+CLOUD_ERRORS_FOR = 20       # sends answered with a 5xx by cloud_server_errors
+CLOUD_SLOW_FOR = 40         # sends held by cloud_latency...
+CLOUD_SLOW_S = 3.0          # ...this long: below the driver's 20 s request timeout, so no send is in doubt
+
+
+def cloud_server_errors(run: Run, record: dict) -> None:
+    """The Cloud API answers its next sends with a 500 or 503 (Meta's transient error): retried."""
+    status = run.rng.choice((500, 503))
+    run.cloud.call("POST", "/_control/faults", {"count": CLOUD_ERRORS_FOR, "status": status})
+    record.update(status=status, sends=CLOUD_ERRORS_FOR)
+
+
+def cloud_latency(run: Run, record: dict) -> None:
+    """The Cloud API holds its next sends before answering them."""
+    run.cloud.call("POST", "/_control/faults", {"count": CLOUD_SLOW_FOR, "latency": CLOUD_SLOW_S})
+    record.update(latency_s=CLOUD_SLOW_S, sends=CLOUD_SLOW_FOR)
+
+
 # --- partitions (iptables on cgroups) ----------------------------------------------------------
 
 def _partition(run: Run, record: dict, cut: Callable[[NetworkFaults, Any], Any]) -> None:
@@ -197,6 +250,12 @@ def partition_coreapp_from_masters(run: Run, record: dict) -> None:
 
 def lose_coreapp_replies(run: Run, record: dict) -> None:
     _partition(run, record, lambda net, role: net.drop_replies(net.cgroup("coreapp", role.name), role.port))
+
+
+def partition_coreapp_from_cloudapi(run: Run, record: dict) -> None:
+    """A shard owner black-holed from the Cloud API's port (both ways) for less than the driver's
+    request timeout: its sends stall, and those already received are answered after the heal."""
+    _partition(run, record, lambda net, role: net.black_hole(net.cgroup("coreapp", role.name), run.cloud.port))
 
 
 # --- the masters' authority --------------------------------------------------------------------
@@ -277,7 +336,8 @@ def _resize(run: Run, record: dict, restart_postgres_after: bool) -> None:
         return
     count = run.rng.choice(choices)
     record.update(shards_from=current, shards_to=count)
-    reply = run.api.request("POST", "/v1/account/shards", {"cc": "1", "phone_number": "5550001111", "shards": count})
+    cc, number = run.account
+    reply = run.api.request("POST", "/v1/account/shards", {"cc": cc, "phone_number": number, "shards": count})
     if reply.status != 201:
         record["refused"] = f"{reply.status} {reply.error.get('details') or reply.body}"
         return
@@ -326,3 +386,13 @@ FAULTS: dict[str, Callable[[Run, dict], None]] = {
 # --smoke: the cheap ones, so `make test` stays short.
 SMOKE_FAULTS = ["kill_coreapp", "stop_coreapp", "term_coreapp", "kill_master", "stop_master", "restart_postgres",
                 "restart_webapp", "drop_gateway_connection", "kill_webapp_in_flight"]
+
+# With the Cloud API driver: the sandbox's fault gives way to the Cloud API's own.
+CLOUD_FAULTS: dict[str, Callable[[Run, dict], None]] = {
+    **{name: fault for name, fault in FAULTS.items() if name != "drop_gateway_connection"},
+    "cloud_server_errors": cloud_server_errors,
+    "cloud_latency": cloud_latency,
+    "partition_coreapp_from_cloudapi": partition_coreapp_from_cloudapi,
+}
+CLOUD_SMOKE_FAULTS = [name for name in SMOKE_FAULTS if name != "drop_gateway_connection"] + [
+    "cloud_server_errors", "cloud_latency", "partition_coreapp_from_cloudapi"]
