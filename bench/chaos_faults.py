@@ -6,8 +6,8 @@ timings, outcome); the record goes into the JSON line's schedule. Roles that are
 after a pause, as a Deployment would bring them back; stopped ones are resumed before the next
 fault. Network faults need root, iptables and cgroup v2 (wacluster_testenv.faults); without them
 the fault records why it was skipped. With the Cloud API driver (`CLOUD_FAULTS`) the sandbox's
-fault is replaced by the local Cloud API's own (5xx answers, latency) and a coreapp black-holed
-from the Cloud API's port.
+fault is replaced by the local Cloud API's own (5xx answers, latency), a coreapp black-holed from
+the Cloud API's port, and a shard owner killed while the Cloud API holds its sends (in doubt).
 """
 
 from __future__ import annotations
@@ -218,6 +218,27 @@ def cloud_latency(run: Run, record: dict) -> None:
     record.update(latency_s=CLOUD_SLOW_S, sends=CLOUD_SLOW_FOR)
 
 
+def kill_owner_sends_in_flight(run: Run, record: dict) -> None:
+    """SIGKILL a shard owner while the Cloud API holds sends it started (latency injected first):
+    those rows stay in doubt for the next owner, to be settled by their status webhooks or sent
+    again after the in-doubt window."""
+    picked = run.shard_owner()
+    if picked is None:
+        record["skipped"] = "no shard is served"
+        return
+    shard, role = picked
+    record.update(target=role.name, shard=shard)
+    run.cloud.call("POST", "/_control/faults", {"count": CLOUD_SLOW_FOR, "latency": CLOUD_SLOW_S})
+    deadline = time.time() + CLOUD_SLOW_S
+    in_flight = 0
+    while time.time() < deadline and in_flight == 0:
+        in_flight = run.cluster.query("SELECT count(*) FROM messages WHERE status = 'claimed' "
+                                      "AND send_started_at IS NOT NULL AND claimed_by = %s", (role.name,))[0][0]
+        run.wait(0.02)
+    record["in_flight"] = in_flight
+    run.kill(role)
+
+
 # --- partitions (iptables on cgroups) ----------------------------------------------------------
 
 def _partition(run: Run, record: dict, cut: Callable[[NetworkFaults, Any], Any]) -> None:
@@ -393,6 +414,7 @@ CLOUD_FAULTS: dict[str, Callable[[Run, dict], None]] = {
     "cloud_server_errors": cloud_server_errors,
     "cloud_latency": cloud_latency,
     "partition_coreapp_from_cloudapi": partition_coreapp_from_cloudapi,
+    "kill_owner_sends_in_flight": kill_owner_sends_in_flight,
 }
 CLOUD_SMOKE_FAULTS = [name for name in SMOKE_FAULTS if name != "drop_gateway_connection"] + [
-    "cloud_server_errors", "cloud_latency", "partition_coreapp_from_cloudapi"]
+    "cloud_server_errors", "cloud_latency", "partition_coreapp_from_cloudapi", "kill_owner_sends_in_flight"]
