@@ -219,6 +219,29 @@ def test_a_status_webhook_settles_a_send_in_doubt_and_nothing_else(cloud_webapp,
     assert "settled it delivered" in cloud_webapp.roles["webapp"].output()
 
 
+def test_a_status_for_a_row_another_transaction_holds_waits_its_turn_without_holding_up_the_relay(
+        cloud_webapp, receiver):
+    """A new owner's backlog reclaiming rows (many, in its own order) while the relay settled
+    them one by one in one transaction deadlocked, and the reclaim held the shard map's row
+    meanwhile: the owner's lease ran out (bench/cloud_failover.py, one run in 15)."""
+    cloud_webapp.configure(webhook_url=receiver)
+    insert_message(cloud_webapp, "in-doubt", "claimed", send_started=True)
+    with psycopg.connect(cloud_webapp.dsn) as reclaimer:
+        reclaimer.execute("SELECT id FROM messages WHERE id = 'in-doubt' FOR UPDATE")
+        assert post(port(cloud_webapp), status_payload("in-doubt", "wamid.SENT", "delivered")) == 200
+        time.sleep(1.5)  # the relay has met the held row
+        message = cloud.message("text", body="relayed meanwhile")
+        assert post(port(cloud_webapp), cloud.inbound(message, NUMBER)) == 200
+        eventually(lambda: any(m["id"] == message["id"] for b in bodies() for m in b.get("messages", [])), 15,
+                   what="the next notification relayed while the row is held")
+        assert rows(cloud_webapp)["in-doubt"][0] == "claimed"
+        reclaimer.rollback()
+    eventually(lambda: rows(cloud_webapp)["in-doubt"] == ("delivered", "wamid.SENT", "wacore1"), 15,
+               what="the status settling its send once the row is free")
+    eventually(lambda: any(s["id"] == "in-doubt" for b in bodies() for s in b.get("statuses", [])), 15,
+               what="its status at the receiver")
+
+
 def test_a_sent_status_the_settings_turn_off_still_settles_its_send(cloud_webapp, receiver):
     cloud_webapp.configure(webhook_url=receiver)  # `sent` statuses are opt-in, as on-premises
     insert_message(cloud_webapp, "in-doubt", "claimed", send_started=True)

@@ -259,12 +259,17 @@ async def resolve_in_doubt(conn: AsyncConnection, message_id: str, outcome: str,
     when the row was in doubt; the owner's in-doubt wait then ends without a resend."""
     if outcome not in ("delivered", "failed"):
         raise ValueError(f"outcome must be delivered or failed, not {outcome!r}")
+    # NOWAIT: the caller holds other rows' locks (a relay batch); waiting here for a row a new
+    # owner's backlog is reclaiming (many rows, in its own order) could close a deadlock, and the
+    # reclaim holds the shard map's row meanwhile, so the owner's lease could not be renewed. A
+    # busy row raises LockNotAvailable; the caller tries again shortly.
     cur = await conn.execute(
-        "UPDATE messages SET status = %s, wamid = coalesce(wamid, %s), delivered_at = now(), "
-        "  delivered_by = CASE WHEN %s = 'delivered' THEN claimed_by END, "
-        "  delivered_epoch = CASE WHEN %s = 'delivered' THEN claimed_epoch END "
-        "WHERE id = %s AND status = 'claimed' AND send_started_at IS NOT NULL",
-        (outcome, wamid, outcome, outcome, message_id))
+        "WITH target AS (SELECT id FROM messages WHERE id = %s FOR UPDATE NOWAIT) "
+        "UPDATE messages m SET status = %s, wamid = coalesce(m.wamid, %s), delivered_at = now(), "
+        "  delivered_by = CASE WHEN %s = 'delivered' THEN m.claimed_by END, "
+        "  delivered_epoch = CASE WHEN %s = 'delivered' THEN m.claimed_epoch END "
+        "FROM target WHERE m.id = target.id AND m.status = 'claimed' AND m.send_started_at IS NOT NULL",
+        (message_id, outcome, wamid, outcome, outcome))
     return cur.rowcount == 1
 
 

@@ -11,8 +11,11 @@ days, disable the webhook. The webapp that stored a row wakes its own relay at o
 poll every POLL_EVERY seconds.
 
 A status the application settings turn off (domain/status_webhooks.py: `sent` is opt-in) still
-settles its send; only its webhook event is not queued. Relaying one batch is one transaction: the webhook event, the message row's new state and the
-row's `relayed_at` commit together, so each notification has its effect exactly once."""
+settles its send; only its webhook event is not queued. Relaying one batch is one transaction:
+the webhook event, the message row's new state and the row's `relayed_at` commit together, so each
+notification has its effect exactly once. The relay never waits for a message row another
+transaction holds (a new owner reclaiming its backlog): that status is tried again shortly, so
+the two can never deadlock."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import asyncio
 import logging
 import time
 
+import psycopg
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
@@ -37,6 +41,7 @@ POLL_EVERY = 1.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
 RETRY_UNTRANSLATABLE = 300.0  # seconds; only a new release can translate it, so no hurry
+RETRY_BUSY = 0.5  # seconds; a status whose message row another transaction holds (never waited for)
 RELAYED = Counter("wacluster_cloud_notifications_relayed_total",
                   "Cloud API notifications relayed as on-premises webhooks, by kind.", ["kind"])
 IN_DOUBT_RESOLVED = Counter("wacluster_cloud_in_doubt_resolved_total",
@@ -89,7 +94,12 @@ class CloudRelay:
                                     row.id, row.notification.kind, exc, RETRY_UNTRANSLATABLE)
                         await cloud_db.postpone(conn, row.id, RETRY_UNTRANSLATABLE, repr(exc))
                         continue
-                    await self._settle_send(conn, row.notification, webhook)
+                    try:
+                        async with conn.transaction():  # a savepoint: a busy row undoes only its own part
+                            await self._settle_send(conn, row.notification, webhook)
+                    except psycopg.errors.LockNotAvailable:
+                        await cloud_db.postpone(conn, row.id, RETRY_BUSY, "its message row was busy")
+                        continue
                     # The on-premises status settings apply as in the coreapp (`sent` is opt-in).
                     wanted = wanted_payload(webhook, settings) if settings.get("webhook_url") else None
                     if wanted:
