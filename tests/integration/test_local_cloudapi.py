@@ -17,7 +17,7 @@ from aiohttp import web
 from wacluster.domain.cloud_errors import Action, Scope, classify
 from wacluster.domain.cloud_messages import cloud_message, media_to_upload, with_cloud_media
 from onprem_corpus import BODIES, stored
-from wacluster_testenv.cloudapi import CloudApi, running
+from wacluster_testenv.cloudapi import CloudApi, Fault, running
 
 pytestmark = pytest.mark.harness
 
@@ -77,6 +77,27 @@ async def test_sends_over_the_configured_rate_get_130429_and_are_not_recorded():
     assert sorted(cloud.counts()) == sorted(f"wamid.r{n}" for n in range(5))
     verdict = classify(400, refused[0])
     assert (verdict.action, verdict.scope) == (Action.RETRY, Scope.ACCOUNT)
+
+
+async def test_a_send_held_by_a_latency_fault_counts_in_the_second_it_arrived_in():
+    """Two sends arrive at t=0 and are held 0.5 s; four more come at t=0.1 (rate 5 a second).
+    Checked after the delay against the sends that came meanwhile, the held two were refused
+    although they had arrived within the limit; a send that fails gives its place back."""
+    now = [0.0]
+    cloud = new_cloud(messages_per_second=5, clock=lambda: now[0])
+    cloud.faults.append(Fault(count=2, latency=0.5))
+    async with running(cloud) as base, aiohttp.ClientSession() as session:
+        held = [asyncio.create_task(send(session, base, cloud, text_to(f"1631556{n:04d}", f"held{n}"))) for n in range(2)]
+        await asyncio.sleep(0.2)  # both arrived and wait in their fault
+        now[0] = 0.1
+        later = [await send(session, base, cloud, text_to(f"1631557{n:04d}", f"later{n}")) for n in range(4)]
+        assert [status for status, _ in await asyncio.gather(*held)] == [200, 200]
+        assert [status for status, _ in later] == [200, 200, 200, 400]  # the sixth in that second
+        cloud.faults.append(Fault(count=1, status=500))
+        now[0] = 1.05  # the held ones' second is over, the later three's is not: room for two
+        assert (await send(session, base, cloud, text_to("16315580001", "failed")))[0] == 500
+        statuses = [(await send(session, base, cloud, text_to(f"1631559{n:04d}", f"after{n}")))[0] for n in range(3)]
+        assert statuses == [200, 200, 400]
 
 
 async def test_the_pair_rate_limit_delays_one_recipient_only():

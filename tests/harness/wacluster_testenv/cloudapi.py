@@ -153,8 +153,10 @@ class CloudApi:
         return app
 
     async def _messages(self, request: web.Request) -> web.Response:
-        # Throughput counts requests by when they arrive, not when this server got round to
-        # checking them: a busy test process would otherwise bunch its own timestamps.
+        # Throughput is counted by when requests arrive, and decided then: a send held by an
+        # injected latency took its place in the second it arrived in (checked after the delay,
+        # against sends that came meanwhile, it was refused although it had come within the limit).
+        # A send that then fails (an injected error, an invalid body) gives its place back.
         arrived = self.clock()
         refused = self._refuse_caller(request)
         if refused is not None:
@@ -164,6 +166,35 @@ class CloudApi:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return cloud_error(400, 100, "(#100) The request body is not JSON")
         to = body.get("to") if isinstance(body, dict) else None
+        self.arrivals.append(arrived)
+        if not self._within(self._recent, arrived, 1.0, self.messages_per_second):
+            return cloud_error(400, 130429, "(#130429) Rate limit hit",
+                               details=f"Cloud API message throughput ({self.messages_per_second}/s) has been reached.")
+        pair = self._recent_by_recipient[to] if isinstance(to, str) else None
+        if pair is not None and not self._within(pair, arrived, self.pair_window, self.pair_messages):
+            return cloud_error(400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                               details="Message failed to send because there were too many messages sent from "
+                                       "this phone number to the same phone number in a short period of time.")
+        self._recent.append(arrived)
+        if pair is not None:
+            pair.append(arrived)
+        failure = await self._fail_or_validate(to, body)
+        if isinstance(failure, web.Response):
+            _give_back(self._recent, arrived)
+            if pair is not None:
+                _give_back(pair, arrived)
+            return failure
+        message = failure
+        send = Send(_wamid(), message.biz_opaque_callback_data, message.to, message.type, body, time.time())
+        self.sends.append(send)
+        for status in self.auto_statuses:
+            self.queue_status(send, status)
+        return web.json_response({"messaging_product": "whatsapp",
+                                  "contacts": [{"input": message.to, "wa_id": message.to.lstrip("+")}],
+                                  "messages": [{"id": send.wamid}]})
+
+    async def _fail_or_validate(self, to: Any, body: Any) -> Any:
+        """The injected fault's answer for this send, or the validation error, or the valid message."""
         fault = self._take_fault(to)
         if fault is not None:
             await asyncio.sleep(min(fault.latency, MAX_LATENCY))
@@ -173,27 +204,9 @@ class CloudApi:
             if fault.code is not None:
                 return cloud_error(400, fault.code, f"(#{fault.code}) injected by the local Cloud API")
         try:
-            message = MESSAGE.validate_python(body)
+            return MESSAGE.validate_python(body)
         except ValidationError as exc:
             return cloud_error(400, 100, "(#100) Invalid parameter", details=_describe(exc))
-        now = arrived
-        self.arrivals.append(now)
-        if not self._within(self._recent, now, 1.0, self.messages_per_second):
-            return cloud_error(400, 130429, "(#130429) Rate limit hit",
-                               details=f"Cloud API message throughput ({self.messages_per_second}/s) has been reached.")
-        if not self._within(self._recent_by_recipient[message.to], now, self.pair_window, self.pair_messages):
-            return cloud_error(400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
-                               details="Message failed to send because there were too many messages sent from "
-                                       "this phone number to the same phone number in a short period of time.")
-        self._recent.append(now)
-        self._recent_by_recipient[message.to].append(now)
-        send = Send(_wamid(), message.biz_opaque_callback_data, message.to, message.type, body, time.time())
-        self.sends.append(send)
-        for status in self.auto_statuses:
-            self.queue_status(send, status)
-        return web.json_response({"messaging_product": "whatsapp",
-                                  "contacts": [{"input": message.to, "wa_id": message.to.lstrip("+")}],
-                                  "messages": [{"id": send.wamid}]})
 
     def _refuse_caller(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
@@ -459,6 +472,13 @@ def signature(app_secret: str, raw_body: bytes) -> str:
 
 def _describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5])
+
+
+def _give_back(times: deque[float], stamp: float) -> None:
+    try:
+        times.remove(stamp)
+    except ValueError:  # already out of the window
+        pass
 
 
 def _wamid() -> str:
