@@ -480,8 +480,10 @@ def main() -> None:
     avail, max_gap, max_gap_at = availability(senders, started, elapsed_s)
     if cloud_mode:
         accepted_at = {i: t for t, _, _, i in accepted}
-        problems = {"lost": [t for t, _ in lost], "duplicated": [c["again_at"] for c in causes],
-                    "unexplained_duplicates": [c["again_at"] for c in causes if c["cause"] == "unexplained"],
+        # A duplicate counts against the fault before its first send (the send left in doubt);
+        # the Cloud API stamps a send when it records it, after any latency it injected.
+        problems = {"lost": [t for t, _ in lost], "duplicated": [c["first_sent_at"] for c in causes],
+                    "unexplained_duplicates": [c["first_sent_at"] for c in causes if c["cause"] == "unexplained"],
                     "failed": [accepted_at[i] for i in failed_ids]}
     else:
         problems = {"lost": [t for t, _ in lost], "duplicated": [d["at"] for d in report["duplicates"]],
