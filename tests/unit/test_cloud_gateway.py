@@ -98,3 +98,46 @@ async def test_a_send_waits_until_the_sends_a_window_before_it_have_left():
             await driver.close()
     first_answered = arrivals[0] + 1.5
     assert arrivals[10] >= first_answered + 1.0, [round(t - arrivals[0], 3) for t in arrivals]
+
+
+async def test_an_in_doubt_resend_is_counted_once_and_only_when_it_leaves():
+    """A backlog scan asking twice about one row counted its resend twice, and a scan whose
+    session ended before sending counted resends that never happened."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    from wacluster.db.messages import SendState
+    from wacluster.runtime import metrics
+
+    class InDoubt(Ledger):
+        async def states(self, ids, window):
+            return [SendState(i, "claimed", 0.0) for i in ids]
+
+    async def messages(request):
+        return web.json_response({"messages": [{"id": "wamid.1"}]})
+
+    async def nothing(*args):
+        pass
+
+    def resent() -> float:
+        return metrics.CLOUD_IN_DOUBT_RESENT._value.get()
+
+    app = web.Application()
+    app.router.add_post("/v23.0/1065/messages", messages)
+    async with TestServer(app) as server, ClientSession() as http:
+        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", 80, access_token="t")
+        driver = CloudGateway(http, settings, InDoubt(), rate=80, in_doubt_window=30, pause_check_every=30,
+                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
+        before = resent()
+        assert await driver.already_delivered(["m1"]) == set()
+        assert await driver.already_delivered(["m1"]) == set()  # asked again by a later pass
+        assert resent() == before  # nothing has been sent again yet
+        dispatcher = asyncio.create_task(driver._dispatch())
+        try:
+            batch = await driver.send([{"id": "m1", "to": "+15550001",
+                                        "body": {"to": "+15550001", "type": "text", "text": {"body": "again"}}}])
+            assert await asyncio.wait_for(batch, 10) == ["m1"]
+        finally:
+            dispatcher.cancel()
+            await driver.close()
+    assert resent() == before + 1

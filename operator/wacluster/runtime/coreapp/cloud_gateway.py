@@ -111,6 +111,7 @@ class CloudGateway:
         self._queues: dict[str, deque[_Item]] = {}   # per recipient, in arrival order
         self._not_before: dict[str, float] = {}      # recipient -> monotonic time of its next try
         self._busy: set[str] = set()                 # recipients with a send in flight
+        self._resending: set[str] = set()            # in doubt and unresolved: their next send is a resend
         self._batches: set[_Batch] = set()
         self._tasks: set[asyncio.Task] = set()
         self._changed = asyncio.Event()
@@ -161,9 +162,11 @@ class CloudGateway:
             if not waiting:
                 break
             await asyncio.sleep(min(0.5, max(waiting)))
-        resent = [s.id for s in states if s.in_doubt_for == 0]
+        # Counted when a resend really leaves (`_dispatch`): a scan may ask twice about one row, or
+        # end with its session before anything is sent (the metric once counted both).
+        resent = [s.id for s in states if s.in_doubt_for == 0 and s.id not in self._resending]
         if resent:
-            metrics.CLOUD_IN_DOUBT_RESENT.inc(len(resent))
+            self._resending.update(resent)
             log.warning("%d message(s) were being sent when their session ended and nothing resolved them within "
                         "%gs; sending them again (the recipient may get them twice)", len(resent), self.in_doubt_window)
         return {s.id for s in states if s.status in ("delivered", "failed")}
@@ -227,6 +230,9 @@ class CloudGateway:
                     continue
                 item.released_at = time.monotonic()
                 ticket = self.pacer.take(item.released_at)
+                if item.id in self._resending:
+                    self._resending.discard(item.id)
+                    metrics.CLOUD_IN_DOUBT_RESENT.inc()
                 task = asyncio.create_task(self._guarded(self._post(item, ticket), "send"), name="cloud-send")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
