@@ -162,6 +162,27 @@ def test_throttling_slows_the_sender_and_loses_nothing(cluster, cloud):
     assert metric(ports["wacore1"], "wacluster_cloud_send_rate_limit") <= 40
 
 
+def test_a_planned_handoff_leaves_the_paced_queue_to_the_successor_and_nothing_in_doubt(cluster, cloud):
+    """SIGTERM with 40 messages queued at 5 a second: the drain waited for the whole paced queue
+    and hit its deadline (the successor then sent the rest); now it finishes the sends under way,
+    hands the rest over unstarted, and nothing is in doubt or sent twice."""
+    ports = start_cloud_cluster(cluster, cloud, coreapps=2, messages_per_second=5)
+    api = webapp(cluster)
+    owner = connected(cluster)[0][0]
+    successor = "wacore2" if owner == "wacore1" else "wacore1"
+    ids = [api.send_text(f"+1555751{n:04d}", f"handoff {n}").body["messages"][0]["id"] for n in range(40)]
+    eventually(lambda: len(cloud.api.sends) >= 3, 30, what="sending under way")
+    cluster.roles[owner].signal(signal.SIGTERM)
+    assert cluster.roles[owner].wait(20) is not None
+    leaving = cluster.roles[owner].output()
+    assert "handed shard 0 to" in leaving and "still unsettled after" not in leaving, leaving[-3000:]
+    eventually(lambda: all_delivered(cluster, ids), 60, what="the rest delivered by the successor",
+               details=lambda: str(cluster.query("SELECT status, count(*) FROM messages GROUP BY status")))
+    assert cloud.api.counts() == {i: 1 for i in ids}
+    assert metric(ports[successor], "wacluster_cloud_in_doubt_resent_total") == 0
+    assert "were being sent when their session ended" not in cluster.roles[successor].output()
+
+
 def test_a_killed_owners_in_doubt_sends_are_resent_after_the_window_and_counted(cluster, cloud):
     ports = start_cloud_cluster(cluster, cloud, coreapps=2, masters=2, args=("--cloud-in-doubt-window", "2"))
     api = webapp(cluster)

@@ -52,8 +52,10 @@ class Ledger:
 
     def __init__(self) -> None:
         self.recorded: dict[str, str] = {}
+        self.started: list[str] = []
 
     async def start(self, ids):
+        self.started += ids
         return list(ids)
 
     async def sent(self, wamids):
@@ -141,3 +143,50 @@ async def test_an_in_doubt_resend_is_counted_once_and_only_when_it_leaves():
             dispatcher.cancel()
             await driver.close()
     assert resent() == before + 1
+
+
+async def test_a_draining_driver_finishes_the_send_under_way_and_starts_nothing_more():
+    """A planned handoff waited for the whole paced queue; now only the send under way finishes,
+    the rest leaves unsettled (never started) for the successor."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    arrived: list[str] = []
+    answer = asyncio.Event()
+
+    async def messages(request):
+        arrived.append((await request.json())["biz_opaque_callback_data"])
+        await answer.wait()
+        return web.json_response({"messages": [{"id": f"wamid.{len(arrived)}"}]})
+
+    async def nothing(*args):
+        pass
+
+    app = web.Application()
+    app.router.add_post("/v23.0/1065/messages", messages)
+    async with TestServer(app) as server, ClientSession() as http:
+        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", 2, access_token="t")
+        ledger = Ledger()
+        driver = CloudGateway(http, settings, ledger, rate=2, in_doubt_window=30, pause_check_every=30,
+                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
+        dispatcher = asyncio.create_task(driver._dispatch())
+        try:
+            frames = [{"id": f"m{n}", "to": to, "body": {"to": to, "type": "text", "text": {"body": str(n)}}}
+                      for n, to in enumerate(["+15550001", "+15550001", "+15550002", "+15550003"])]
+            batch = await driver.send(frames)
+            while not arrived:
+                await asyncio.sleep(0.01)
+            driver.stop_starting()
+            later = await driver.send([{"id": "m9", "to": "+15550009",
+                                        "body": {"to": "+15550009", "type": "text", "text": {"body": "9"}}}])
+            assert await asyncio.wait_for(later, 1) == []
+            answer.set()
+            settled = await asyncio.wait_for(batch, 5)
+            await asyncio.sleep(1.5)  # slots at 2 a second come: nothing more leaves
+        finally:
+            dispatcher.cancel()
+            await driver.close()
+    # What was marked started before the drain still went (never left in doubt); nothing else did:
+    # not m1 behind m0 for the same recipient, not the queue's tail, not what came after.
+    assert arrived == ledger.started and sorted(settled) == sorted(arrived) == sorted(ledger.recorded)
+    assert "m1" not in arrived and "m9" not in arrived and len(arrived) < 4

@@ -49,6 +49,11 @@ class Gateway(Protocol):
     def abandon(self, future: asyncio.Future) -> None:
         """The caller stopped waiting for this batch's answer."""
 
+    def stop_starting(self) -> None:
+        """A planned handoff drains: finish what is on its way to the server, start nothing more;
+        what was not started leaves its batch unsettled (still claimed, never sent: the successor
+        sends it without waiting for anything)."""
+
     async def close(self) -> None:
         """Stop now (the coreapp fenced): nothing more is sent."""
 

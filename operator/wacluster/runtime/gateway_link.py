@@ -137,6 +137,9 @@ class GatewayLink:
         """Which of `ids` the gateway has delivered (asked on this, the live, connection)."""
         return set(await (await self._request({"type": "query", "ids": ids})))
 
+    def stop_starting(self) -> None:
+        """Nothing to do: a batch written to the socket is on its way, and the outbox holds the rest."""
+
     def abandon(self, future: asyncio.Future) -> None:
         """The caller stopped waiting for this answer: forget it (a late answer is ignored)."""
         for ref, pending in list(self._pending.items()):

@@ -112,6 +112,7 @@ class CloudGateway:
         self._not_before: dict[str, float] = {}      # recipient -> monotonic time of its next try
         self._busy: set[str] = set()                 # recipients with a send in flight
         self._resending: set[str] = set()            # in doubt and unresolved: their next send is a resend
+        self._stopping = False                       # a planned handoff: no new send starts
         self._batches: set[_Batch] = set()
         self._tasks: set[asyncio.Task] = set()
         self._changed = asyncio.Event()
@@ -134,6 +135,9 @@ class CloudGateway:
         if self.closed_reason:
             raise GatewayClosed(self.closed_reason)
         future = asyncio.get_running_loop().create_future()
+        if self._stopping:  # draining for a handoff: none of it starts here
+            future.set_result([])
+            return future
         batch = _Batch(future, {m["id"] for m in messages})
         self._batches.add(batch)
         future.add_done_callback(lambda _: self._batches.discard(batch))
@@ -178,6 +182,19 @@ class CloudGateway:
         future.cancel()
         self._depth()
 
+    def stop_starting(self) -> None:
+        """Start no new send. A recipient whose send is under way keeps only that one (it may be
+        marked started and waiting for its pacer slot: it still goes, so nothing is left in doubt);
+        everything else leaves the driver unsettled, not started, for the successor. Before, a
+        planned handoff waited for the whole paced queue (0.4 s and more of downtime at 80 a
+        second, against 0.02 s with the sandbox)."""
+        self._stopping = True
+        for to, queue in list(self._queues.items()):
+            keep = 1 if to in self._busy else 0
+            for item in list(queue)[keep:]:
+                self._forget(item, settled=False)
+        self._changed.set()
+
     async def close(self) -> None:
         """Stop at once. Sends in flight are cut off: their rows stay started, in doubt for the
         next session."""
@@ -215,7 +232,7 @@ class CloudGateway:
         while True:
             self._changed.clear()
             now = time.monotonic()
-            ready = [] if self.paused_reason or not self.may_send() else self._ready(now)
+            ready = [] if self._stopping or self.paused_reason or not self.may_send() else self._ready(now)
             if not ready:
                 await self._wait_change(now)
                 continue

@@ -34,6 +34,7 @@ async def planned_handoff(c: Coreapp) -> None:
     # Drain: take nothing new, let what was taken reach the gateway and be recorded, so the
     # successor has nothing to resend.
     c.lifecycle.move(S.DRAINING, reason)
+    session.link.stop_starting()  # the Cloud driver's paced queue goes to the successor, not through the drain
     try:
         await asyncio.wait_for(session.outbox.settled(), timeout=DRAIN_DEADLINE)
     except asyncio.TimeoutError:
