@@ -44,8 +44,11 @@ def cloud_api(rate: int) -> Iterator[str]:
     """The local Cloud API in its own process at `rate` per second; yields its base URL."""
     port = free_port()
     env = {**os.environ, "CLOUDAPI_ACCESS_TOKEN": TOKEN, "CLOUDAPI_APP_SECRET": "bench-app-secret"}
+    # Ahead of the cluster for the CPU (nice -10): Meta's servers do not share our two cores, and
+    # a Cloud API starved by the burst it measures stamps arrivals late and bunched.
     process = subprocess.Popen([sys.executable, "-m", "wacluster", "testenv", "cloudapi", "--port", str(port),
-                                "--messages-per-second", str(rate)], env=env, stdout=subprocess.DEVNULL)
+                                "--messages-per-second", str(rate)], env=env, stdout=subprocess.DEVNULL,
+                               preexec_fn=lambda: os.nice(-10))
     base = f"http://127.0.0.1:{port}"
     try:
         eventually(lambda: control(base, "POST", "/_control/config", {"pair_messages": 1_000_000}), 30,
