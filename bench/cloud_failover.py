@@ -7,8 +7,7 @@ bench/failover.py) sends through the local Cloud API, which runs in a process of
 bench/cloud_pacing.py: served from a thread it would share the interpreter with the load) and
 POSTs a signed `sent` status webhook for each accepted send to the webapp's Cloud webhook
 endpoint, so a send in doubt can be settled by its webhook. The coreapps pace at `--cloud-rate`;
-the Cloud API's own rate limit is off unless `--cloud-api-limit` asks for it (CLOUD_API_LIMIT
-says why). A paced load (`--rate`, bounded in count and time) goes through the webapp. Each run
+the Cloud API enforces the same rate (130429 beyond it) unless `--cloud-api-limit` sets another. A paced load (`--rate`, bounded in count and time) goes through the webapp. Each run
 injects latency into the Cloud API's next sends, waits until all of them are in flight (the Cloud
 API holds them), then signals the owner:
 
@@ -57,12 +56,9 @@ RESENT = "wacluster_cloud_in_doubt_resent_total"
 THROTTLED = "wacluster_cloud_throttled_total"
 PROBE = "+19999999999"  # a recipient no load message goes to: its fault is never taken, only listed
 SETTINGS = MODES["tuned"]["settings"]
-# The local Cloud API checks its rate limit when a held send's latency has passed, against the sends
-# of the second before that, not of the second it arrived in: a new owner sending at the full rate
-# while its predecessor's sends are held gets those refused (130429) though no second had more than
-# the limit, and they come back to it as sends in doubt that no webhook can settle. So by default it
-# does not limit; the coreapps still pace at --cloud-rate. `--cloud-api-limit 0` enforces it.
-CLOUD_API_LIMIT = 1_000_000
+# The local Cloud API enforces the number's rate as Meta does (decided when a send arrives, so a
+# send held by an injected latency keeps its place). `--cloud-api-limit N` sets another limit.
+CLOUD_API_LIMIT = 0
 SCENARIOS = ("coreapp_sigkill", "coreapp_sigterm", "coreapp_sigterm_slow")
 SETTLED_BY_WEBHOOK = re.compile(r"message (\S+) was in doubt; a Cloud status webhook settled it (\w+)")
 BACKLOG_LINE = re.compile(r"backlog of shard \d+: (\d+) message\(s\) to send, (\d+) already sent")

@@ -40,7 +40,11 @@ def webhook_receiver(answer: Answer = lambda path: (200, {})) -> Iterator[tuple[
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        # A webapp posts up to 50 webhooks at once; the default backlog of 5 refused connections.
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", deliveries
