@@ -38,22 +38,19 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import random
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
 
-from chaos_faults import (CLOUD_FAULTS, CLOUD_SMOKE_FAULTS, FAULTS, SHARD_COUNTS, SMOKE_FAULTS, CloudApiControl,
+from chaos_faults import (CLOUD_FAULTS, CLOUD_SMOKE_FAULTS, FAULTS, SHARD_COUNTS, SMOKE_FAULTS,
                           Run)
+from cloud_api import CloudApiControl, cloud_api_process
 from common import Bench, emit, start_cluster
 from wacluster.api.interprocess import Env
 from wacluster.domain.sharding import shard_of
@@ -176,25 +173,6 @@ def schedule(rng: random.Random, smoke: bool, faults: dict = FAULTS, smoke_fault
 
 
 # --- cloud mode ------------------------------------------------------------------------------------
-
-@contextmanager
-def cloud_api_process(log: Path) -> Iterator[CloudApiControl]:
-    """The local Cloud API in its own process (as bench/cloud_pacing.py runs it), pair limit off."""
-    port = free_port()
-    env = {**os.environ, "CLOUDAPI_ACCESS_TOKEN": CLOUD_TOKEN, "CLOUDAPI_APP_SECRET": CLOUD_APP_SECRET}
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "wacluster", "testenv", "cloudapi", "--port", str(port),
-                                    "--messages-per-second", str(CLOUD_RATE), "--auto-statuses", "sent,delivered"],
-                                   env=env, stdout=out, stderr=out)
-    cloud = CloudApiControl(f"http://127.0.0.1:{port}")
-    try:
-        eventually(lambda: cloud.call("POST", "/_control/config", {"pair_messages": 1_000_000}, timeout=5), 30,
-                   ignore=(OSError,), what="the local Cloud API")
-        yield cloud
-    finally:
-        process.terminate()
-        process.wait(30)
-
 
 def point_webhooks(cloud: CloudApiControl, webapp) -> None:
     """The Cloud API's status webhooks go to this webapp's Cloud webhook endpoint (self-signed TLS)."""
@@ -412,7 +390,8 @@ def main() -> None:
             run = Run(bench, cluster, network, unavailable, None, rng, settings)
             coreapps = max(args.shards + 2, max(SHARD_COUNTS))
             if cloud_mode:
-                run.cloud = stack.enter_context(cloud_api_process(workdir / "cloudapi.log"))
+                run.cloud = stack.enter_context(cloud_api_process(CLOUD_RATE, CLOUD_TOKEN, CLOUD_APP_SECRET,
+                                                                      workdir / "cloudapi.log", "sent,delivered"))
                 run.api = start_cloud_cluster(run, masters=3, coreapps=coreapps, shards=args.shards,
                                               settings=settings)
                 metrics = CoreappMetrics(run, (RESENT, THROTTLED)).start()

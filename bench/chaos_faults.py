@@ -12,16 +12,15 @@ the Cloud API's port, and a shard owner killed while the Cloud API holds its sen
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlparse
 
 import psycopg
 
+from cloud_api import CloudApiControl
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.faults import NetworkFaults
 from wacluster_testenv.localcluster import LocalCluster
@@ -49,8 +48,8 @@ class Run:
     account: tuple[str, str] = ("1", "5550001111")
     # Further command-line options of a coreapp when it is started again (its metrics port).
     coreapp_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # The local Cloud API (`CloudApiControl`) in cloud mode; None with the sandbox.
-    cloud: Any = None
+    # The local Cloud API in cloud mode; None with the sandbox.
+    cloud: CloudApiControl | None = None
     # Called with each webapp started in place of a killed one (the Cloud API's webhooks follow it).
     on_webapp: Callable[[Any], None] | None = None
 
@@ -182,23 +181,6 @@ def drop_gateway_connection(run: Run, record: dict) -> None:
 
 
 # --- the local Cloud API (cloud mode) -----------------------------------------------------------
-
-@dataclass
-class CloudApiControl:
-    """The local Cloud API's control endpoints (wacluster_testenv.cloudapi, run in its own process)."""
-    base: str
-
-    @property
-    def port(self) -> int:
-        return urlparse(self.base).port
-
-    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return json.loads(resp.read())
-
 
 CLOUD_ERRORS_FOR = 20       # sends answered with a 5xx by cloud_server_errors
 CLOUD_SLOW_FOR = 40         # sends held by cloud_latency...

@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
+from cloud_api import CloudApiControl, cloud_api_process, metric
 from common import Bench, emit, summary
 from failover import MODES, ready_standbys
 from wacluster.api.interprocess import Env
@@ -65,38 +62,6 @@ BACKLOG_LINE = re.compile(r"backlog of shard \d+: (\d+) message\(s\) to send, (\
 SELF_FENCED = re.compile(r"(stopped serving shard \d+ because its shard lease ran out)")
 RENEWAL_FAILED = re.compile(r"(lease renewal failed)")
 RESENT_LINE = re.compile(r"(\d+) message\(s\) were being sent when their session ended")
-
-
-@contextmanager
-def cloud_api(rate: int, log: Path) -> Iterator[str]:
-    """The local Cloud API in its own process, refusing more than `rate` sends a second (130429);
-    yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "CLOUDAPI_ACCESS_TOKEN": TOKEN, "CLOUDAPI_APP_SECRET": APP_SECRET}
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "wacluster", "testenv", "cloudapi", "--port", str(port),
-                                    "--messages-per-second", str(rate)], env=env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        eventually(lambda: control(base, "POST", "/_control/config", {"pair_messages": 1_000_000}), 30,
-                   ignore=(OSError,), what="the local Cloud API")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def control(base: str, method: str, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        return json.loads(resp.read())
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
 def load_average() -> dict:
@@ -241,8 +206,8 @@ class CloudFailover:
         resent_before, throttled_before = self.coreapp_metric(RESENT), self.coreapp_metric(THROTTLED)
         # The next `held` sends are held `latency` s; once the Cloud API holds all of them (its
         # fault list shows it used up), they are in flight: the signal lands mid-request.
-        control(self.base, "POST", "/_control/faults", {"count": held, "latency": latency})
-        eventually(lambda: not [f for f in control(self.base, "POST", "/_control/faults", {"to": PROBE})["faults"]
+        CloudApiControl(self.base).call("POST", "/_control/faults", {"count": held, "latency": latency})
+        eventually(lambda: not [f for f in CloudApiControl(self.base).call("POST", "/_control/faults", {"to": PROBE})["faults"]
                                 if f["to"] is None], 30, interval=0.02, what=f"{held} sends held by the Cloud API")
         in_flight = self.in_flight(owner)
         sig = signal.SIGKILL if scenario == "coreapp_sigkill" else signal.SIGTERM
@@ -260,7 +225,7 @@ class CloudFailover:
             settled_s = round(time.monotonic() - fault_at, 3)
         except NotReached:
             settled_s = None  # reported as such; the next run starts anyway
-        sends = control(self.base, "GET", "/_control/sends")
+        sends = CloudApiControl(self.base).call("GET", "/_control/sends")
         after_ids = self.load.ids_after(fault_at)
         resumed = [s["at"] for s in sends["sends"] if s["callback_data"] in after_ids]
         first_seen: dict[str, float] = {}
@@ -333,7 +298,7 @@ def start(cluster, base: str, args) -> tuple[CloudFailover, ApiClient]:
     cluster.webapp_env = {Env.CLOUD_APP_SECRET: APP_SECRET, Env.CLOUD_VERIFY_TOKEN: "bench-verify-token",
                           Env.CLOUD_PHONE_NUMBER_ID: DEFAULT_PHONE_NUMBER_ID}
     role = cluster.start_webapp(password="bench")
-    control(base, "POST", "/_control/config", {
+    CloudApiControl(base).call("POST", "/_control/config", {
         "webhook_url": f"https://127.0.0.1:{role.port}{WEBHOOK_PATH}", "webhook_verify_tls": False,
         "auto_statuses": args.statuses.split(",")})
     api = ApiClient(f"https://127.0.0.1:{role.port}")
@@ -357,7 +322,8 @@ def run_all(bench: Bench, args, workdir: Path) -> dict:
     settle_timeout = args.in_doubt_window + 150
     max_seconds = len(scenarios) * runs * (settle_timeout + 120) + 120
     results: list[dict] = []
-    with cloud_api(args.cloud_api_limit or args.cloud_rate, workdir / "cloudapi.log") as base:
+    with cloud_api_process(args.cloud_api_limit or args.cloud_rate, TOKEN, APP_SECRET, workdir / "cloudapi.log") as cloud:
+        base = cloud.base
         cluster = bench.cluster(workdir)
         try:
             bench_run, api = start(cluster, base, args)
@@ -377,7 +343,7 @@ def run_all(bench: Bench, args, workdir: Path) -> dict:
                            [0][0] == 0, settle_timeout, interval=0.5, what="every message settled")
             except NotReached as exc:
                 print(f"not every message settled: {exc}", file=sys.stderr)
-            sends = control(base, "GET", "/_control/sends")
+            sends = CloudApiControl(base).call("GET", "/_control/sends")
             statuses = dict(cluster.query("SELECT status, count(*) FROM messages GROUP BY status"))
             failovers = cluster.query("SELECT count(*) FROM failovers WHERE from_coreapp IS NOT NULL")[0][0]
         finally:

@@ -19,16 +19,11 @@ import argparse
 import bisect
 import json
 import os
-import re
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
+from cloud_api import cloud_api_process, metric
 from common import Bench, emit, percentile
 from wacluster_testenv.apiclient import ApiClient
 from wacluster_testenv.cloudapi import DEFAULT_PHONE_NUMBER_ID
@@ -37,39 +32,6 @@ from wacluster_testenv.processes import free_port
 
 TOKEN = "bench-cloud-access-token"
 CLIENTS = 32
-
-
-@contextmanager
-def cloud_api(rate: int) -> Iterator[str]:
-    """The local Cloud API in its own process at `rate` per second; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "CLOUDAPI_ACCESS_TOKEN": TOKEN, "CLOUDAPI_APP_SECRET": "bench-app-secret"}
-    # Ahead of the cluster for the CPU (nice -10): Meta's servers do not share our two cores, and
-    # a Cloud API starved by the burst it measures stamps arrivals late and bunched.
-    process = subprocess.Popen([sys.executable, "-m", "wacluster", "testenv", "cloudapi", "--port", str(port),
-                                "--messages-per-second", str(rate)], env=env, stdout=subprocess.DEVNULL,
-                               preexec_fn=lambda: os.nice(-10))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        eventually(lambda: control(base, "POST", "/_control/config", {"pair_messages": 1_000_000}), 30,
-                   ignore=(OSError,), what="the local Cloud API")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def control(base: str, method: str, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
 def burst(api: ApiClient, count: int) -> tuple[list[float], list[str], int, float]:
@@ -100,7 +62,10 @@ def burst(api: ApiClient, count: int) -> tuple[list[float], list[str], int, floa
 
 
 def run_rate(bench: Bench, rate: int, count: int, workdir: Path) -> dict:
-    with cloud_api(rate) as base:
+    # Ahead of the cluster for the CPU (nice -10): Meta's servers do not share our two cores, and
+    # a Cloud API starved by the burst it measures stamps arrivals late and bunched.
+    with cloud_api_process(rate, TOKEN, "bench-app-secret", nice=-10) as cloud:
+        base = cloud.base
         cluster = bench.cluster(workdir / f"rate-{rate}")
         if cluster.dbupgrade().returncode != 0:
             raise RuntimeError("dbupgrade failed")
@@ -123,7 +88,7 @@ def run_rate(bench: Bench, rate: int, count: int, workdir: Path) -> dict:
             eventually(lambda: cluster.query("SELECT count(*) FROM messages WHERE status = 'delivered'")[0][0]
                        >= len(ids), count / rate * 3 + 120, interval=1, what=f"{len(ids)} messages delivered")
             drained_s = time.monotonic() - accepted_at
-            accepted = control(base, "GET", "/_control/sends")
+            accepted = cloud.call("GET", "/_control/sends")
             sends = sorted(s["at"] for s in accepted["sends"])
             lo, hi = int(len(sends) * 0.1), int(len(sends) * 0.9)
             achieved = (hi - lo) / (sends[hi] - sends[lo]) if hi > lo and sends[hi] > sends[lo] else None

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
 
 from wacluster.runtime.coreapp.cloud_gateway import CloudGateway
 from wacluster.runtime.gateway import CloudSettings
@@ -62,14 +66,36 @@ class Ledger:
         self.recorded.update(wamids)
 
 
+@asynccontextmanager
+async def running_driver(messages, rate: float, ledger: Ledger) -> AsyncIterator[CloudGateway]:
+    """A driver whose dispatcher runs, sending to a local server answering POST .../messages with
+    `messages`; closed at the end."""
+    async def nothing(*args):
+        pass
+
+    app = web.Application()
+    app.router.add_post("/v23.0/1065/messages", messages)
+    async with TestServer(app) as server, ClientSession() as http:
+        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", rate, access_token="t")
+        driver = CloudGateway(http, settings, ledger, rate=rate, in_doubt_window=30, pause_check_every=30,
+                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
+        dispatcher = asyncio.create_task(driver._dispatch())
+        try:
+            yield driver
+        finally:
+            dispatcher.cancel()
+            await driver.close()
+
+
+def text(message_id: str, to: str, body: str = "hi") -> dict:
+    return {"id": message_id, "to": to, "body": {"to": to, "type": "text", "text": {"body": body}}}
+
+
 async def test_a_send_waits_until_the_sends_a_window_before_it_have_left():
     """At 10 a second the 11th send's slot comes 1 s after the first, but the first is still on
     its way (the Cloud API answers it after 1.5 s; on a session without `sent_tracing` a send
     counts as left when its call ends): the 11th may go only 1.01 s after that. Before, the
     dispatcher took the pacer's 2 ms look for a permission and sent it at once."""
-    from aiohttp import ClientSession, web
-    from aiohttp.test_utils import TestServer
-
     arrivals: list[float] = []
 
     async def messages(request):
@@ -79,25 +105,9 @@ async def test_a_send_waits_until_the_sends_a_window_before_it_have_left():
             await asyncio.sleep(1.5)
         return web.json_response({"messages": [{"id": f"wamid.{len(arrivals)}"}]})
 
-    async def nothing(*args):
-        pass
-
-    app = web.Application()
-    app.router.add_post("/v23.0/1065/messages", messages)
-    async with TestServer(app) as server, ClientSession() as http:
-        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", 10, access_token="t")
-        driver = CloudGateway(http, settings, Ledger(), rate=10, in_doubt_window=30, pause_check_every=30,
-                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
-        dispatcher = asyncio.create_task(driver._dispatch())
-        try:
-            to = [f"+1555000{n:04d}" for n in range(11)]
-            batch = await driver.send([{"id": f"m{n:02d}", "to": to[n],
-                                        "body": {"to": to[n], "type": "text", "text": {"body": "hi"}}}
-                                       for n in range(11)])
-            assert len(await asyncio.wait_for(batch, 10)) == 11
-        finally:
-            dispatcher.cancel()
-            await driver.close()
+    async with running_driver(messages, 10, Ledger()) as driver:
+        batch = await driver.send([text(f"m{n:02d}", f"+1555000{n:04d}") for n in range(11)])
+        assert len(await asyncio.wait_for(batch, 10)) == 11
     first_answered = arrivals[0] + 1.5
     assert arrivals[10] >= first_answered + 1.0, [round(t - arrivals[0], 3) for t in arrivals]
 
@@ -105,9 +115,6 @@ async def test_a_send_waits_until_the_sends_a_window_before_it_have_left():
 async def test_an_in_doubt_resend_is_counted_once_and_only_when_it_leaves():
     """A backlog scan asking twice about one row counted its resend twice, and a scan whose
     session ended before sending counted resends that never happened."""
-    from aiohttp import ClientSession, web
-    from aiohttp.test_utils import TestServer
-
     from wacluster.db.messages import SendState
     from wacluster.runtime import metrics
 
@@ -118,39 +125,22 @@ async def test_an_in_doubt_resend_is_counted_once_and_only_when_it_leaves():
     async def messages(request):
         return web.json_response({"messages": [{"id": "wamid.1"}]})
 
-    async def nothing(*args):
-        pass
-
     def resent() -> float:
         return metrics.CLOUD_IN_DOUBT_RESENT._value.get()
 
-    app = web.Application()
-    app.router.add_post("/v23.0/1065/messages", messages)
-    async with TestServer(app) as server, ClientSession() as http:
-        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", 80, access_token="t")
-        driver = CloudGateway(http, settings, InDoubt(), rate=80, in_doubt_window=30, pause_check_every=30,
-                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
+    async with running_driver(messages, 80, InDoubt()) as driver:
         before = resent()
         assert await driver.already_delivered(["m1"]) == set()
         assert await driver.already_delivered(["m1"]) == set()  # asked again by a later pass
         assert resent() == before  # nothing has been sent again yet
-        dispatcher = asyncio.create_task(driver._dispatch())
-        try:
-            batch = await driver.send([{"id": "m1", "to": "+15550001",
-                                        "body": {"to": "+15550001", "type": "text", "text": {"body": "again"}}}])
-            assert await asyncio.wait_for(batch, 10) == ["m1"]
-        finally:
-            dispatcher.cancel()
-            await driver.close()
+        batch = await driver.send([text("m1", "+15550001", "again")])
+        assert await asyncio.wait_for(batch, 10) == ["m1"]
     assert resent() == before + 1
 
 
 async def test_a_draining_driver_finishes_the_send_under_way_and_starts_nothing_more():
     """A planned handoff waited for the whole paced queue; now only the send under way finishes,
     the rest leaves unsettled (never started) for the successor."""
-    from aiohttp import ClientSession, web
-    from aiohttp.test_utils import TestServer
-
     arrived: list[str] = []
     answer = asyncio.Event()
 
@@ -159,33 +149,18 @@ async def test_a_draining_driver_finishes_the_send_under_way_and_starts_nothing_
         await answer.wait()
         return web.json_response({"messages": [{"id": f"wamid.{len(arrived)}"}]})
 
-    async def nothing(*args):
-        pass
-
-    app = web.Application()
-    app.router.add_post("/v23.0/1065/messages", messages)
-    async with TestServer(app) as server, ClientSession() as http:
-        settings = CloudSettings(str(server.make_url("")).rstrip("/"), "v23.0", "1065", 2, access_token="t")
-        ledger = Ledger()
-        driver = CloudGateway(http, settings, ledger, rate=2, in_doubt_window=30, pause_check_every=30,
-                              may_send=lambda: True, on_paused=nothing, on_closed=nothing)
-        dispatcher = asyncio.create_task(driver._dispatch())
-        try:
-            frames = [{"id": f"m{n}", "to": to, "body": {"to": to, "type": "text", "text": {"body": str(n)}}}
-                      for n, to in enumerate(["+15550001", "+15550001", "+15550002", "+15550003"])]
-            batch = await driver.send(frames)
-            while not arrived:
-                await asyncio.sleep(0.01)
-            driver.stop_starting()
-            later = await driver.send([{"id": "m9", "to": "+15550009",
-                                        "body": {"to": "+15550009", "type": "text", "text": {"body": "9"}}}])
-            assert await asyncio.wait_for(later, 1) == []
-            answer.set()
-            settled = await asyncio.wait_for(batch, 5)
-            await asyncio.sleep(1.5)  # slots at 2 a second come: nothing more leaves
-        finally:
-            dispatcher.cancel()
-            await driver.close()
+    ledger = Ledger()
+    async with running_driver(messages, 2, ledger) as driver:
+        batch = await driver.send([text(f"m{n}", to, str(n))
+                                   for n, to in enumerate(["+15550001", "+15550001", "+15550002", "+15550003"])])
+        while not arrived:
+            await asyncio.sleep(0.01)
+        driver.stop_starting()
+        later = await driver.send([text("m9", "+15550009", "9")])
+        assert await asyncio.wait_for(later, 1) == []
+        answer.set()
+        settled = await asyncio.wait_for(batch, 5)
+        await asyncio.sleep(1.5)  # slots at 2 a second come: nothing more leaves
     # What was marked started before the drain still went (never left in doubt); nothing else did:
     # not m1 behind m0 for the same recipient, not the queue's tail, not what came after.
     assert arrived == ledger.started and sorted(settled) == sorted(arrived) == sorted(ledger.recorded)
