@@ -20,8 +20,7 @@
   the order holds); scope ACCOUNT lowers the pace by a fifth and widens the pacer's jitter
   margin (once for the sends released before that: `SendPacer.throttled`). PAUSE_ACCOUNT stops
   every send of the session, reports `paused` (in `/v1/health`), logs once, and checks the
-  credentials again every
-  `pause_check_every` seconds; sending resumes when they pass.
+  credentials again every `pause_check_every` seconds; sending resumes when they pass.
 - `already_delivered` (asked by the backlog scan about rows some session claimed before): rows
   delivered or failed meanwhile need nothing; rows whose send had started are waited for until
   `in_doubt_window` seconds after that start (a status webhook may resolve them), then sent
