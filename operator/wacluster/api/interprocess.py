@@ -120,6 +120,13 @@ OPERATOR_APP = "wacluster-operator"  # Label.NAME of the operator (the chart's l
 # The master publishes the shard map on its Lease; the operator mirrors it into the status.
 SHARD_MAP_ANNOTATION = "wacluster.io/shard-map"
 
+# Maintenance requests a user (or `kubectl wac`) writes on the WhatsAppCluster; the primary
+# master acts on them and answers on its Lease; the operator mirrors both into conditions.
+SWITCHOVER_ANNOTATION = "wacluster.io/switchover"        # JSON {"shard", "to"?, "requestedAt"}
+FENCED_ANNOTATION = "wacluster.io/fenced"                # comma-separated coreapp names
+SWITCHOVER_STATUS_ANNOTATION = "wacluster.io/switchover-status"  # on the master Lease: the answer
+SHARD_DETAILS_ANNOTATION = "wacluster.io/shard-details"  # on the master Lease: leases, backlog, nodes
+
 # The operator's own Lease: one active replica at a time.
 OPERATOR_LEASE = "wacluster-operator"
 
