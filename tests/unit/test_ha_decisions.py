@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+
 import pytest
 
 from wacluster.domain.ha import CoreappState, ShardState, World, decide, lease_ttl
+from wacluster.domain.maintenance import parse_switchover, switchover_request
 
 pytestmark = pytest.mark.unit
 
@@ -115,3 +119,93 @@ def test_a_coreapp_whose_pod_is_going_is_replaced_without_waiting_for_heartbeats
     going = CoreappState("c1", 1.0, False, 0.2, pod_gone=True)
     d = decide(world([shard(0, "c1")], [going, coreapp("c2")]))
     assert kinds(d) == [("revoke", 0, "c1")] and "its pod is terminating or deleted" in d.sentence
+
+
+# --- maintenance: fencing and switchover ----------------------------------------------------------
+
+T0 = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def moved_shard(k, owner, since, epoch=2):
+    return ShardState(k, owner, epoch, False, False, since=since)
+
+
+def with_maintenance(w, fenced=(), switchover=None):
+    return dataclasses.replace(w, fenced=frozenset(fenced),
+                               switchover=parse_switchover(switchover) if switchover else None)
+
+
+def test_a_fenced_coreapp_is_never_promoted():
+    w = with_maintenance(world([shard(0, None, 0)], [coreapp("c1"), coreapp("c2")]), fenced=["c1"])
+    assert kinds(decide(w)) == [("promote", 0, "c2")]
+
+
+def test_with_only_fenced_standbys_the_shard_stays_unassigned():
+    w = with_maintenance(world([shard(0, None, 0)], [coreapp("c1")]), fenced=["c1"])
+    d = decide(w)
+    assert d.actions == [] and "no healthy standby" in d.sentence
+
+
+def test_a_fenced_owner_is_asked_to_hand_its_shard_off_not_revoked():
+    w = with_maintenance(world([shard(0, "c1")], [coreapp("c1"), coreapp("c2")]), fenced=["c1"])
+    d = decide(w)
+    assert kinds(d) == [("handoff", 0, "c1")] and "fenced for maintenance" in d.sentence
+
+
+def test_a_fenced_owner_without_a_standby_keeps_serving_and_says_so():
+    w = with_maintenance(world([shard(0, "c1")], [coreapp("c1")]), fenced=["c1"])
+    d = decide(w)
+    assert d.actions == [] and "c1 is fenced but keeps shard 0" in d.sentence
+
+
+def test_switchover_asks_the_owner_to_hand_off_and_prefers_the_chosen_successor():
+    request = switchover_request(0, "c3", T0)
+    w = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(minutes=5))],
+                               [coreapp("c1"), coreapp("c2"), coreapp("c3")]), switchover=request)
+    d = decide(w)
+    assert kinds(d) == [("handoff", 0, "c1")] and d.switchover[0] == "InProgress"
+    released = with_maintenance(world([ShardState(0, "c1", 2, True, True, since=T0 - dt.timedelta(minutes=5))],
+                                      [coreapp("c1"), coreapp("c2"), coreapp("c3")]), switchover=request)
+    assert kinds(decide(released)) == [("promote", 0, "c3")]
+
+
+def test_switchover_without_a_target_completes_once_the_shard_moved_after_the_request():
+    request = switchover_request(0, None, T0)
+    before = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(seconds=1))], [coreapp("c1"), coreapp("c2")]),
+                              switchover=request)
+    assert kinds(decide(before)) == [("handoff", 0, "c1")]
+    after = with_maintenance(world([moved_shard(0, "c2", T0 + dt.timedelta(seconds=1), epoch=3)],
+                                   [coreapp("c1"), coreapp("c2")]), switchover=request)
+    d = decide(after)
+    assert d.actions == [] and d.switchover == ("Completed", "shard 0 is served by c2 (epoch 3)")
+
+
+def test_switchover_to_the_current_owner_is_already_complete():
+    w = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(hours=1))], [coreapp("c1"), coreapp("c2")]),
+                         switchover=switchover_request(0, "c1", T0))
+    d = decide(w)
+    assert d.actions == [] and d.switchover[0] == "Completed"
+
+
+@pytest.mark.parametrize("request_text, fenced, problem", [
+    (switchover_request(5, None, T0), (), "there is no shard 5"),
+    (switchover_request(0, "c9", T0), (), "no such coreapp"),
+    (switchover_request(0, "c2", T0), ("c2",), "it is fenced"),
+    (switchover_request(0, None, T0), ("c2",), "no healthy, unfenced standby"),
+    ('{"shard": "zero"}', (), "shard must be a shard number"),
+    ('{"shard": 0, "requestedAt": "yesterday"}', (), "requestedAt must be an RFC 3339 time"),
+    ("shard=0", (), "not JSON"),
+])
+def test_a_switchover_that_cannot_happen_is_refused_and_nothing_moves(request_text, fenced, problem):
+    w = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(hours=1))], [coreapp("c1"), coreapp("c2")]),
+                         fenced=fenced, switchover=request_text)
+    d = decide(w)
+    assert d.actions == [] and d.switchover[0] == "Refused" and problem in d.switchover[1]
+
+
+def test_switchover_to_a_coreapp_serving_another_shard_is_refused():
+    w = with_maintenance(world([moved_shard(0, "c1", T0), moved_shard(1, "c2", T0)],
+                               [coreapp("c1"), coreapp("c2"), coreapp("c3")]),
+                         switchover=switchover_request(0, "c2", T0))
+    d = decide(w)
+    assert d.actions == [] and "serves another shard" in d.switchover[1]
