@@ -20,6 +20,7 @@ from wacluster.resources.secrets import retained_names
 
 log = logging.getLogger("wacluster.controller")
 
+WATCH_INACTIVITY_TIMEOUT = 70.0  # above the 60 s bookmark period, below the 75 s event cache
 RESYNC_SECONDS = 30.0           # level-based safety net; events wake the loop much sooner
 _triggers: dict[tuple[str, str], asyncio.Event] = {}
 _phases: dict[tuple[str, str], str] = {}
@@ -48,6 +49,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         prefix="wacluster.io", key="last-handled-configuration")
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 120
+    # A stream that delivers nothing (not even the API server's ~60 s bookmarks) is half-open:
+    # kopf reopens it (1.44+); the operator's /healthz also checks that kopf still sees events.
+    settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
     settings.networking.request_timeout = 30
 
 
