@@ -55,6 +55,10 @@ class Env:
     # Set by the pod builders on the dbupgrade Job; the seeds' name, hence no prefix.
     EXIT_ON_SUCCESS = "EXIT_ON_SUCCESS"
 
+    # Set by the pod builders on every runtime role (spec.logFormat); the operator reads it too,
+    # under its --log-format flag: "text" (default) or "json", one object a line.
+    LOG_FORMAT = "WACLUSTER_LOG_FORMAT"
+
     # Set by the Helm chart on the operator.
     DEFAULT_VERSION = "WACLUSTER_DEFAULT_VERSION"
 
@@ -74,6 +78,7 @@ class Port:
     GATEWAY = 6200           # sandbox WhatsApp server
     METRICS = 9100           # every role: /metrics, /livez, /readyz
     OPERATOR_METRICS = 8080  # the operator's /metrics (the chart's metrics.port)
+    OPERATOR_HEALTH = 8081   # the operator's /healthz and /readyz (the chart's health.port)
     DATABASE = 5432          # PostgreSQL
 
 
