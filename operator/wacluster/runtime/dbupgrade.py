@@ -16,7 +16,7 @@ import psycopg
 from wacluster.api.interprocess import Env, Role
 from wacluster.db import schema
 from wacluster.db.connection import conninfo_from_env
-from wacluster.runtime.service import install_stop_signals
+from wacluster.runtime.service import configure_logging, install_stop_signals
 
 log = logging.getLogger("wacluster.dbupgrade")
 
@@ -44,7 +44,7 @@ async def upgrade(conninfo: str, retry_for: float) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(Role.DBUPGRADE)
 
     async def main() -> int:
         before, after = await upgrade(conninfo_from_env(), args.retry_for)

@@ -44,7 +44,7 @@ from aiohttp import WSMsgType, web
 
 from wacluster.api.interprocess import Env, Port, Role
 from wacluster.runtime.sandbox_inbound import InboundEvents
-from wacluster.runtime.service import metrics_app, run_apps, run_loop
+from wacluster.runtime.service import configure_logging, metrics_app, run_apps, run_loop
 
 log = logging.getLogger("wacluster.sandbox")
 
@@ -361,7 +361,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(Role.SANDBOX)
     gateway = Gateway(GatewayState(args.ban_threshold, args.ban_window, args.ban_cooldown))
     apps = [(gateway.app(), args.host, args.port)]
     if args.metrics_port:

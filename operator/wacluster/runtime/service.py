@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from wacluster.api import log_format
 from wacluster.api.interprocess import Env, Port
 
 
@@ -61,8 +62,11 @@ def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(main)
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(role: str) -> None:
+    """Log at INFO to stderr in the format Env.LOG_FORMAT names (text unless it says json)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_format.formatter(role, log_format.chosen_format()))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 async def first_of(*aws) -> None:

@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging()
+    configure_logging(Role.COREAPP)
     token = internal_token()  # before anything starts: without it the control port cannot be guarded
     config = CoreappConfig(ack_timeout=args.ack_timeout, outbox_capacity=args.outbox_capacity,
                            backlog_page=args.backlog_page, backlog_interval=args.backlog_interval,

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging()
+    configure_logging(Role.MASTER)
     token = internal_token()  # before anything starts: without it no coreapp answers a heartbeat
 
     async def main() -> None:

@@ -17,7 +17,7 @@ from wacluster.api.interprocess import MEDIA_DIR, Env, Port, Role
 from wacluster.db.connection import conninfo_from_env, open_pool
 from wacluster.runtime.internal_auth import internal_token
 from wacluster.runtime.node import gateway_url
-from wacluster.runtime.service import install_stop_signals, metrics_app, run_loop
+from wacluster.runtime.service import configure_logging, install_stop_signals, metrics_app, run_loop
 from wacluster.runtime.supervision import Policy, Supervisor
 from wacluster.runtime.webapp.auth import Auth
 from wacluster.runtime.gateway import cloud_settings as cloud_gateway_settings
@@ -126,7 +126,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(Role.WEBAPP)
     username = os.environ.get(Env.ADMIN_USERNAME, "admin")
     password = os.environ.get(Env.ADMIN_PASSWORD)
     if not password:
