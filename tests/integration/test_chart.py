@@ -93,6 +93,72 @@ def test_monitoring_values_render_service_monitors_rules_and_dashboard():
     assert len(dashboard["panels"]) >= 6
 
 
+def test_service_monitors_label_runtime_series_with_their_cluster_and_keep_the_operators_namespace_label():
+    monitors = {m["metadata"]["name"]: m for m in by_kind(render("metrics.serviceMonitor.enabled=true"))["ServiceMonitor"]}
+    # The certificate expiry gauge's own `namespace` (the cluster's) must not become `exported_namespace`.
+    assert monitors["t-wacluster"]["spec"]["endpoints"][0]["honorLabels"] is True
+    assert monitors["t-wacluster-clusters"]["spec"]["endpoints"][0]["relabelings"] == [CLUSTER_LABEL]
+
+
+CLUSTER_LABEL = {"sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"], "targetLabel": "cluster"}
+RUNTIME_ROLES = ("master", "coreapp", "webapp", "sandbox")
+
+
+def _workload_pods() -> dict[str, dict]:
+    """The pod templates of a WhatsAppCluster's workloads as the operator builds them, by name."""
+    from wacluster.api.v1alpha1 import WhatsAppClusterSpec
+    from wacluster.resources.cluster import owned_objects
+    from wacluster.resources.pods import ClusterView
+    view = ClusterView("wa", "wa-system", "uid-1", WhatsAppClusterSpec.model_validate({}), "1.0.0")
+    return {o["metadata"]["name"]: o["spec"]["template"] for o in owned_objects(view, "1.0.0")
+            if o["kind"] in ("Deployment", "StatefulSet", "Job")}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return selector["matchLabels"].items() <= labels.items()
+
+
+def test_pod_monitors_select_each_roles_pods_by_their_labels_and_metrics_port():
+    kinds = by_kind(render("metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"))
+    assert "ServiceMonitor" not in kinds  # every role is scraped through its PodMonitor, none twice
+    monitors = {m["metadata"]["name"]: m["spec"] for m in kinds["PodMonitor"]}
+    assert set(monitors) == {"t-wacluster-operator", *(f"t-wacluster-{role}" for role in RUNTIME_ROLES)}
+    pods = _workload_pods()
+    for role in RUNTIME_ROLES:
+        spec = monitors[f"t-wacluster-{role}"]
+        assert spec["namespaceSelector"] == {"matchNames": ["wa-system"]}
+        assert [e["port"] for e in spec["podMetricsEndpoints"]] == ["metrics"]
+        assert spec["podMetricsEndpoints"][0]["relabelings"] == [CLUSTER_LABEL]
+        selected = [name for name, pod in pods.items() if _selects(spec["selector"], pod["metadata"]["labels"])]
+        assert selected == [f"wa-{role}"], role
+        ports = [p["name"] for c in pods[f"wa-{role}"]["spec"]["containers"] for p in c.get("ports", [])]
+        assert "metrics" in ports, role
+    operator = monitors["t-wacluster-operator"]
+    deployment = kinds["Deployment"][0]["spec"]["template"]
+    assert _selects(operator["selector"], deployment["metadata"]["labels"])
+    assert "metrics" in [p["name"] for p in deployment["spec"]["containers"][0]["ports"]]
+    assert operator["podMetricsEndpoints"] == [{"port": "metrics", "interval": "30s", "honorLabels": True}]
+
+
+def test_roles_given_to_pod_monitors_are_left_out_of_the_service_monitors():
+    kinds = by_kind(render("metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true",
+                           "metrics.podMonitor.roles={operator,coreapp}"))
+    assert sorted(m["metadata"]["name"] for m in kinds["PodMonitor"]) == ["t-wacluster-coreapp",
+                                                                         "t-wacluster-operator"]
+    [clusters] = kinds["ServiceMonitor"]
+    assert clusters["metadata"]["name"] == "t-wacluster-clusters"
+    assert clusters["spec"]["selector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["master", "webapp", "sandbox"]}]
+
+
+def test_pod_monitors_on_auto_follow_the_prometheus_operator_api():
+    assert "PodMonitor" not in by_kind(render("metrics.podMonitor.enabled=auto"))
+    kinds = by_kind([d for d in yaml.safe_load_all(helm(
+        "template", "t", str(CHART), "--kube-version", "1.37.2", "--api-versions", "monitoring.coreos.com/v1",
+        "--set", "metrics.podMonitor.enabled=auto").stdout) if d])
+    assert len(kinds["PodMonitor"]) == 5 and "ServiceMonitor" not in kinds
+
+
 def test_monitoring_is_off_by_default_without_the_prometheus_operator_api():
     assert "ServiceMonitor" not in by_kind(render())
     kinds = by_kind([d for d in yaml.safe_load_all(helm(
@@ -111,7 +177,8 @@ def test_custom_image_values_reach_the_operator():
 @pytest.mark.parametrize("bad,message", [
     ("replicas=0", "/replicas"), ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ("watch.namespaces={Bad_NS}", "/watch/namespaces/0"), ("metrics.port=80", "/metrics/port"),
-    ("unknownKey=1", "unknownKey"),
+    ("unknownKey=1", "unknownKey"), ("metrics.podMonitor.roles={dbupgrade}", "/metrics/podMonitor/roles/0"),
+    ("metrics.podMonitor.enabled=yes", "/metrics/podMonitor/enabled"),
 ])
 def test_bad_values_fail_with_a_message_naming_the_value(bad, message):
     result = helm("template", "t", str(CHART), "--kube-version", "1.37.2", "--set", bad, check=False)
