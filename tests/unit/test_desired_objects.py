@@ -41,11 +41,12 @@ def test_a_bare_manifest_yields_a_complete_ha_cluster():
     assert [o["kind"] for o in unowned_objects(_view())] == ["PersistentVolumeClaim"]
 
 
-def test_runtime_role_grants_only_the_lease_and_read_only_pods():
+def test_runtime_role_grants_only_the_lease_read_only_pods_and_reading_its_own_cluster():
     role = _index(owned_objects(_view(), "1.0.0"))[("Role", "wa-runtime")]
     verbs = {(r["resources"][0], tuple(r.get("resourceNames", ())), tuple(sorted(r["verbs"]))) for r in role["rules"]}
     assert ("pods", (), ("get", "list", "watch")) in verbs
-    assert all(r["resources"] in (["leases"], ["pods"]) for r in role["rules"])
+    assert ("whatsappclusters", ("wa",), ("get", "list", "watch")) in verbs
+    assert all(r["resources"] in (["leases"], ["pods"], ["whatsappclusters"]) for r in role["rules"])
     assert ("leases", ("wa-master",), ("get", "list", "patch", "update", "watch")) in verbs
 
 

@@ -18,6 +18,8 @@ AWAITED_BY_THEIR_CREATOR = {
     "service.py": "first_of: awaits the first and cancels the rest",
     "gateway_link.py": "the connection's reader: its end closes the link, which the sender sees",
     "webapp/batching.py": "a shard's flusher: every waiter gets its result or its exception",
+    "coreapp/handoff.py": "a maintenance handoff the master asked for: it logs any failure and ends a standby; "
+                          "the SIGTERM handoff awaits it before it starts",
     "coreapp/cloud_gateway.py": "the Cloud driver's dispatcher, sends, media uploads and credential checks: a failure closes "
                                 "the driver (on_closed fences the session); close() cancels and awaits them",
 }

@@ -45,3 +45,14 @@ class Heartbeat(BaseModel):
     epoch: int | None
     stopping: bool
     state: str
+
+
+class HandoffRequest(BaseModel):
+    """POST /handoff: the primary master asks the owner of (shard, epoch) for a planned handoff
+    (a fenced coreapp, a switchover); the coreapp drains, releases the shard and stands by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shard: int = Field(ge=0)
+    epoch: int = Field(ge=0)
+    reason: str = Field(max_length=500)

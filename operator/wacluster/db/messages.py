@@ -132,6 +132,13 @@ _CLAIM = ("UPDATE messages m SET status = 'claimed', claimed_by = %(coreapp)s, c
           "claim_session = %(session)s, claimed_at = now() FROM owner ")
 
 
+async def queued_by_shard(conn: AsyncConnection) -> dict[int, int]:
+    """Messages stored and not yet sent, per shard (the `messages_queued` partial index)."""
+    rows = await (await conn.execute(
+        "SELECT shard, count(*) FROM messages WHERE status = 'queued' GROUP BY shard")).fetchall()
+    return {shard: count for shard, count in rows}
+
+
 async def claim(conn: AsyncConnection, claimer: Claimer, ids: list[str]) -> list[Message]:
     """The hand-off from a webapp: claim those of `ids` that are queued in the claimer's shard.
     Everything else (another shard's, already claimed, delivered, withdrawn, unknown) is left

@@ -27,10 +27,11 @@ class ShardRow:
     lease_until: datetime
     revoked: bool
     lease_expired: bool
+    reason: str = ""          # why the row last changed (a promotion, revocation or release)
 
 
 _SELECT = ("SELECT shard, coreapp, epoch, master_term, since, lease_until, revoked, "
-           "lease_until <= now() AS lease_expired FROM shard_map")
+           "lease_until <= now() AS lease_expired, reason FROM shard_map")
 
 
 async def read(conn: AsyncConnection) -> list[ShardRow]:

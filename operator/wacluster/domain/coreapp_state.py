@@ -2,7 +2,8 @@
 
 A coreapp starts, stands by until a master promotes it, takes its shard over (lease confirmed,
 gateway connected), serves it, and gives it up: fenced (lease lost, revoked, replaced) it stands
-by again; stopping (SIGTERM) it drains, hands the shard off and stops. Every question the rest of
+by again; stopping (SIGTERM) it drains, hands the shard off and stops; asked by the primary master
+for maintenance (fenced, switchover) it drains and hands the shard off the same way, then stands by. Every question the rest of
 the coreapp asks ("may I accept a message?", "may I send?", "am I stopping?") is answered from
 the state alone, so no combination of flags can say two things at once. A transition the table
 does not list is a bug and raises `IllegalTransition`.
@@ -19,8 +20,8 @@ class CoreappState(enum.Enum):
     STANDBY = "standby"          # owns no shard; a master may promote it
     TAKING_OVER = "taking over"  # promoted: confirming the lease, connecting the gateway
     SERVING = "serving"          # owns the shard: accepts, sends, renews
-    DRAINING = "draining"        # stopping: accepts nothing new, sends what it holds
-    HANDING_OFF = "handing off"  # stopping: fenced and released, waits for a successor
+    DRAINING = "draining"        # handing off: accepts nothing new, sends what it holds
+    HANDING_OFF = "handing off"  # fenced and released; stops after a successor, or stands by again
     STOPPED = "stopped"          # deregistered; the process ends
 
 
@@ -32,7 +33,7 @@ TRANSITIONS: dict[CoreappState, frozenset[CoreappState]] = {
     S.TAKING_OVER: frozenset({S.SERVING, S.STANDBY}),
     S.SERVING: frozenset({S.STANDBY, S.DRAINING}),
     S.DRAINING: frozenset({S.HANDING_OFF}),
-    S.HANDING_OFF: frozenset({S.STOPPED}),
+    S.HANDING_OFF: frozenset({S.STOPPED, S.STANDBY}),
     S.STOPPED: frozenset(),
 }
 

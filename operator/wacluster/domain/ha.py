@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wacluster.domain.maintenance import Invalid, Switchover, SwitchoverState
+from wacluster.domain.maintenance import MAINTENANCE_RELEASE, Invalid, Switchover, SwitchoverState
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class ShardState:
     lease_expired: bool
     revoked: bool
     since: dt.datetime | None = None  # when the current owner was promoted (the database's clock)
+    reason: str = ""                  # why the row last changed
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ def _decide_shard(world: World, shard: ShardState, standbys: list[str], decision
     if shard.coreapp is not None:
         reason = unhealthy_reason(world, shard.coreapp)
         if shard.lease_expired and reason is None:
-            reason = "its shard lease expired (it fenced itself)"
+            reason = ("it handed the shard off for maintenance" if shard.reason.startswith(MAINTENANCE_RELEASE)
+                      else "its shard lease expired (it fenced itself)")
         if reason is None:
             planned = _planned_reason(world, shard, wanted, standbys)
             if planned:

@@ -16,6 +16,9 @@ from typing import Literal
 
 SwitchoverState = Literal["InProgress", "Completed", "Refused"]
 
+# The reason a coreapp records when it releases its shard at the master's request.
+MAINTENANCE_RELEASE = "maintenance: "
+
 
 @dataclass(frozen=True)
 class Switchover:

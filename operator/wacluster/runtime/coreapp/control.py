@@ -1,5 +1,5 @@
-"""The coreapp's control port (Port.CONTROL): GET /heartbeat for the masters, POST /messages for the
-webapps (bodies: `wacluster.api.control`; errors in the API's shape, never a stack trace). Only
+"""The coreapp's control port (Port.CONTROL): GET /heartbeat and POST /handoff for the masters,
+POST /messages for the webapps (bodies: `wacluster.api.control`; errors in the API's shape, never a stack trace). Only
 the cluster's own masters and webapps get in: every call carries the cluster's internal token.
 
 A hand-off is taken only by the serving owner of the batch's shard, only into room its outbox
@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import ValidationError
 
-from wacluster.api.control import MAX_HAND_OFF, HandOff, HandOffAccepted, Heartbeat
+from wacluster.api.control import MAX_HAND_OFF, HandOff, HandOffAccepted, HandoffRequest, Heartbeat
 from wacluster.api.errors import describe_validation
 from wacluster.db import messages as messages_db
 from wacluster.runtime.http_errors import error_response, http_exception_response, internal_error_response
 from wacluster.runtime.internal_auth import RefusalLog, require_token
+from wacluster.runtime.coreapp.handoff import request_handoff
 from wacluster.runtime.coreapp.outbox import Claimed
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def control_app(c: Coreapp, internal_token: str) -> web.Application:
                           middlewares=[_errors, require_token(internal_token, RefusalLog(log))])
     app.router.add_get("/heartbeat", partial(_heartbeat, c))
     app.router.add_post("/messages", partial(_messages, c))
+    app.router.add_post("/handoff", partial(_handoff, c))
     return app
 
 
@@ -110,6 +112,20 @@ async def _messages(c: Coreapp, request: web.Request) -> web.Response:
         return error_response(outcome.kind, outcome.details,
                       {"Retry-After": outcome.retry_after} if outcome.retry_after else None)
     return web.json_response(HandOffAccepted(accepted=ids, claimed=outcome).model_dump(), status=202)
+
+
+async def _handoff(c: Coreapp, request: web.Request) -> web.Response:
+    """202 once the handoff runs (drain, release, stand by); 409 when this coreapp does not serve
+    that shard at that epoch (the master's view is stale: it decides again)."""
+    try:
+        asked = HandoffRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return error_response("bad_request", describe_validation(exc))
+    problem = request_handoff(c, asked.shard, asked.epoch, asked.reason)
+    if problem:
+        return error_response("not_owner", problem)
+    return web.json_response({"shard": asked.shard, "epoch": asked.epoch, "state": c.lifecycle.state.value},
+                             status=202)
 
 
 @web.middleware

@@ -90,6 +90,7 @@ class Coreapp:
         self.db_ok = False
         self.http: aiohttp.ClientSession | None = None
         self.wake = asyncio.Event()
+        self.handing_off: asyncio.Task | None = None  # a maintenance handoff the master asked for (handoff.py)
         self.last_sentence = ""
         self.ownership = Ownership(self)
         self.sender = Sender(self)

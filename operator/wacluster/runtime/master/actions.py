@@ -17,6 +17,7 @@ from wacluster.runtime.master.heartbeats import Heartbeats
 log = logging.getLogger("wacluster.master")
 
 PROMOTION_CHECK_TIMEOUT = 0.5  # the direct check of a standby right before its promotion
+HANDOFF_ASK_TIMEOUT = 0.5      # asking an owner for a planned handoff (it answers before it drains)
 
 
 class Actions:
@@ -35,6 +36,29 @@ class Actions:
             await shard_map.revoke(conn, action.shard, action.epoch, term, self.name, action.reason)
         elif action.kind == "promote":
             await self._promote(conn, action, world, term, settings, addresses)
+        elif action.kind == "handoff":
+            await self._ask_handoff(conn, action, term, addresses)
+
+    async def _ask_handoff(self, conn, action: Action, term: int, addresses: dict[str, str]) -> None:
+        """Ask the owner to drain and release (it answers at once and hands off in the background;
+        asked again while it does, it answers the same). When it cannot be asked, revoke instead:
+        slower (its lease must run out) but it needs nothing from the owner."""
+        address = addresses.get(action.coreapp)
+        problem = "no control address" if address is None else None
+        if address is not None:
+            try:
+                async with self.heartbeats.session.post(
+                        f"http://{address}/handoff", headers=self.heartbeats.headers,
+                        json={"shard": action.shard, "epoch": action.epoch, "reason": action.reason},
+                        timeout=aiohttp.ClientTimeout(total=HANDOFF_ASK_TIMEOUT)) as resp:
+                    if resp.status == 202:
+                        return
+                    problem = f"it answered {resp.status}: {(await resp.text())[:200]}"
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                problem = f"it did not answer ({exc or type(exc).__name__})"
+        log.warning("could not ask %s to hand shard %d off (%s); revoking it instead", action.coreapp,
+                    action.shard, problem, extra={"shard": action.shard, "epoch": action.epoch, "term": term})
+        await shard_map.revoke(conn, action.shard, action.epoch, term, self.name, action.reason)
 
     async def _promote(self, conn, action: Action, world: World, term: int, settings: dict[str, Any],
                        addresses: dict[str, str]) -> None:
@@ -65,8 +89,8 @@ class Actions:
 
 def reason_label(reason: str) -> str:
     """The `reason` label of the failover counter, from the sentence `decide` gave."""
-    for key, label in (("planned handoff", "planned"), ("stopping", "planned"), ("heartbeat", "heartbeat"),
-                       ("database heartbeat", "db_heartbeat"), ("lease expired", "lease_expired"),
+    for key, label in (("planned handoff", "planned"), ("stopping", "planned"), ("maintenance", "maintenance"),
+                       ("heartbeat", "heartbeat"), ("database heartbeat", "db_heartbeat"), ("lease expired", "lease_expired"),
                        ("gone", "gone"), ("no coreapp", "unassigned")):
         if key in reason:
             return label

@@ -11,7 +11,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from wacluster.api.interprocess import NotifyKind, Role
+from wacluster.api.interprocess import SWITCHOVER_ANNOTATION, NotifyKind, Role
+from wacluster.db import messages as messages_db
 from wacluster.db import nodes as nodes_db
 from wacluster.db import schema
 from wacluster.db import settings as settings_db
@@ -19,6 +20,7 @@ from wacluster.db import shard_map
 from wacluster.db.listener import Listener
 from wacluster.domain.election import Timings
 from wacluster.domain.ha import decide
+from wacluster.kube.cluster_annotations import ClusterAnnotations
 from wacluster.kube.lease import KubeLeaseStore
 from wacluster.runtime.master.actions import Actions
 from wacluster.runtime.master.heartbeats import Heartbeats
@@ -53,6 +55,9 @@ class Master:
         self.heartbeats = Heartbeats(me.name, pool, lambda: self.settings, internal_token)
         self.leadership = Leadership(me.name, pool, lease_store, self.wake, on_established=self.heartbeats.round)
         self.world = WorldReader(self.heartbeats.unreachable, pod_api, namespace, cluster)
+        # Maintenance requests (fence, switchover) on the WhatsAppCluster, in a cluster only.
+        self.requests = (ClusterAnnotations(pod_api, namespace, cluster, self._requests_changed)
+                         if pod_api is not None and cluster else None)
         self.actions = Actions(me.name, self.heartbeats, self.wake)
         self.settings_file = SettingsFile(settings_file)
         self.status = ShardMapPublisher(lease_store)
@@ -73,6 +78,8 @@ class Master:
         supervisor = Supervisor(log)
         supervisor.add("listener", listener.run, Policy.RESTART)
         supervisor.add("retention", self.retention.run, Policy.RESTART)
+        if self.requests is not None:
+            supervisor.add("cluster-annotations", self.requests.run, Policy.RESTART)
         if self.lease_store is not None:
             s = self.settings
             timings = Timings(float(s["lease_duration"]), float(s["renew_deadline"]), float(s["retry_period"]))
@@ -123,6 +130,10 @@ class Master:
         if kind in (NotifyKind.HANDOFF, NotifyKind.ACCOUNT, NotifyKind.SETTINGS, NotifyKind.LISTENING):
             self.wake.set()
 
+    def _requests_changed(self) -> None:
+        self.world.annotations = self.requests.annotations
+        self.wake.set()
+
     def _period(self) -> float:
         # Decide often (cheap: a few queries); heartbeats keep their own interval.
         return max(0.1, min(float(self.settings["heartbeat_interval"]) / 4, 0.5))
@@ -158,6 +169,10 @@ class Master:
             if decision.actions:
                 rows = await shard_map.read(conn)  # what the actions changed
             self.status.publish(rows)
+            self.status.answer_switchover(self.world.annotations.get(SWITCHOVER_ANNOTATION), decision.switchover)
+            if self.status.details_due(now, changed=bool(decision.actions)):
+                self.status.publish_details(now, self.leadership.term, rows, self.world.nodes,
+                                           await messages_db.queued_by_shard(conn))
 
     async def _check_schema(self, conn) -> None:
         try:

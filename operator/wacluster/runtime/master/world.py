@@ -7,11 +7,12 @@ import logging
 import time
 from typing import Any
 
-from wacluster.api.interprocess import Role
+from wacluster.api.interprocess import FENCED_ANNOTATION, SWITCHOVER_ANNOTATION, Role
 from wacluster.db import account as account_db
 from wacluster.db import nodes as nodes_db
 from wacluster.db import shard_map
 from wacluster.domain.ha import CoreappState, ShardState, World
+from wacluster.domain.maintenance import parse_fenced, parse_switchover
 from wacluster.kube.pods import coreapp_pods
 from wacluster.runtime import metrics
 
@@ -32,6 +33,8 @@ class WorldReader:
         self.registered = False     # once registered, always registered
         self.addresses: dict[str, str] = {}  # coreapp -> control address, from the last read
         self.pods: tuple[float, set[str], set[str]] = (0.0, set(), set())  # (listed at, names, terminating)
+        self.annotations: dict[str, str] = {}  # the WhatsAppCluster's, kept current by its watch
+        self.nodes: list[nodes_db.NodeRow] = []  # from the last read, for the published details
 
     async def read(self, conn, settings: dict[str, Any]) -> tuple[World, list[shard_map.ShardRow]]:
         rows = await shard_map.read(conn)
@@ -55,11 +58,14 @@ class WorldReader:
         if not self.registered:
             self.registered = await account_db.registered_phone(conn) is not None
         s = settings
+        self.nodes = nodes
         world = World(
-            shards=[ShardState(r.shard, r.coreapp, r.epoch, r.lease_expired, r.revoked) for r in rows],
+            shards=[ShardState(r.shard, r.coreapp, r.epoch, r.lease_expired, r.revoked, r.since, r.reason) for r in rows],
             coreapps=coreapps, shard_count=int(s["shards"]), masters_alive=len(alive_masters),
             registered=self.registered, heartbeat_interval=float(s["heartbeat_interval"]),
-            unhealthy_interval=float(s["unhealthy_interval"]), db_unhealthy_after=float(s["db_unhealthy_after"]))
+            unhealthy_interval=float(s["unhealthy_interval"]), db_unhealthy_after=float(s["db_unhealthy_after"]),
+            fenced=parse_fenced(self.annotations.get(FENCED_ANNOTATION)),
+            switchover=parse_switchover(self.annotations.get(SWITCHOVER_ANNOTATION)))
         return world, rows
 
     async def _pods_gone(self, coreapps: set[str]) -> set[str]:
