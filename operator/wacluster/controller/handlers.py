@@ -12,18 +12,25 @@ import kopf
 from wacluster.api.interprocess import MANAGED_BY, Label
 from wacluster.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, WhatsAppClusterSpec
 from wacluster.controller import metrics
-from wacluster.controller.reconcile import reconcile
+from wacluster.controller.reconcile import ReconcileResult, reconcile
+from wacluster.domain.apply_memory import ApplyMemory, object_key
 from wacluster.kube.connection import api_client
-from wacluster.kube.objects import Objects
+from wacluster.kube.objects import FIELD_MANAGER, Objects
 from wacluster.resources.pods import ClusterView
 from wacluster.resources.secrets import retained_names
 
 log = logging.getLogger("wacluster.controller")
 
 WATCH_INACTIVITY_TIMEOUT = 70.0  # above the 60 s bookmark period, below the 75 s event cache
-RESYNC_SECONDS = 30.0           # level-based safety net; events wake the loop much sooner
+# Level-based safety net; events (the cluster's spec, its children's changes) wake the loop much
+# sooner. A pass that changed nothing is followed by the longer wait: at 50 idle clusters even
+# the cheap passes (reads, create-if-absent of the Secrets) were most of the operator's CPU.
+RESYNC_SECONDS = 30.0
+IDLE_RESYNC_SECONDS = 300.0
 _triggers: dict[tuple[str, str], asyncio.Event] = {}
 _phases: dict[tuple[str, str], str] = {}
+_written_status: dict[tuple[str, str], dict[str, Any]] = {}  # the status each cluster's last pass computed
+_memory = ApplyMemory(FIELD_MANAGER)
 _MANAGED = {Label.MANAGED_BY: MANAGED_BY}
 CHILD_KINDS = [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
                ("", "v1", "configmaps"), ("batch", "v1", "jobs"), ("policy", "v1", "poddisruptionbudgets"),
@@ -72,22 +79,25 @@ async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: A
             body = await objects.get(f"{GROUP}/{VERSION}", KIND, name, namespace)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return
-            await reconcile_once(objects, body, memo.default_version, logger)
+            changed = await reconcile_once(objects, body, memo.default_version, logger)
             try:
-                await asyncio.wait_for(event.wait(), timeout=RESYNC_SECONDS)
+                await asyncio.wait_for(event.wait(), timeout=RESYNC_SECONDS if changed else IDLE_RESYNC_SECONDS)
             except asyncio.TimeoutError:
                 pass
     finally:
         _triggers.pop(key, None)
         _phases.pop(key, None)
+        _written_status.pop(key, None)
+        _memory.forget_cluster(namespace, name)
         _publish_phases()
 
 
-async def reconcile_once(objects: Objects, body: dict[str, Any], default_version: str, logger) -> None:
+async def reconcile_once(objects: Objects, body: dict[str, Any], default_version: str, logger) -> bool:
+    """One pass; returns whether it changed anything or failed (then the next resync comes sooner)."""
     meta = body["metadata"]
     started = time.monotonic()
     try:
-        result = await reconcile(objects, body, default_version)
+        result = await reconcile(objects, body, default_version, _memory)
     except Exception as exc:
         metrics.RECONCILES.labels(result="error").inc()
         logger.exception("reconcile of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
@@ -95,19 +105,32 @@ async def reconcile_once(objects: Objects, body: dict[str, Any], default_version
             await objects.post_event(body, "Warning", "ReconcileError", str(exc))
         except Exception:
             pass
-        return
+        return True
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     metrics.RECONCILES.labels(result="applied" if not result.errors else "apply_failed").inc()
-    if result.status != {k: v for k, v in (body.get("status") or {}).items() if k in result.status}:
+    key = (meta["namespace"], meta["name"])
+    _written_status[key] = result.status
+    status_changed = result.status != _status_part(body, result.status)
+    if status_changed:
         await objects.patch_status(f"{GROUP}/{VERSION}", KIND, meta["name"], meta["namespace"], result.status)
     for kind, reason, message in result.events:
         try:
             await objects.post_event(body, kind, reason, message)
         except Exception as exc:  # an event is a courtesy; never fail a reconcile for it
             logger.warning("could not post event %s: %s", reason, exc)
-    _phases[(meta["namespace"], meta["name"])] = result.status.get("phase") or "Unknown"
+    _phases[key] = result.status.get("phase") or "Unknown"
     _publish_phases()
+    return _changed(result, status_changed)
+
+
+def _changed(result: ReconcileResult, status_changed: bool) -> bool:
+    return bool(result.applied or result.pruned or result.errors or result.events or status_changed)
+
+
+def _status_part(body: Any, like: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the body's status that `like` has (other writers' fields aside)."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k in like}
 
 
 def _publish_phases() -> None:
@@ -119,17 +142,30 @@ def _publish_phases() -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def cluster_event(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """Spec changes wake the loop; our own status writes do not change the generation."""
+async def cluster_event(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Spec changes wake the loop, and so does a status someone else wrote (e.g. a certificate
+    record); our own status writes do not: they match what the last pass computed. Async, so it
+    runs on the loop whose Events it sets (kopf runs plain functions in threads)."""
     observed = (body.get("status") or {}).get("observedGeneration")
-    if observed != body["metadata"].get("generation") or body["metadata"].get("deletionTimestamp"):
+    written = _written_status.get((namespace, name))
+    if observed != body["metadata"].get("generation") or body["metadata"].get("deletionTimestamp") \
+            or (written is not None and _status_part(body, written) != written):
         trigger(namespace, name)
 
 
 def _register_child_watch(group: str, version: str, plural: str) -> None:
     @kopf.on.event(group, version, plural, labels=_MANAGED, id=f"child-{plural}")
-    def child_event(labels: kopf.Labels, namespace: str, **_: Any) -> None:
-        trigger(namespace, labels.get(Label.CLUSTER))
+    async def child_event(type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str,
+                          **_: Any) -> None:
+        """What the watch shows of an owned object is what decides its next apply (drift or
+        deletion); any change of a child may change the cluster's status too."""
+        cluster = labels.get(Label.CLUSTER)
+        key = object_key(body)
+        if type == "DELETED":
+            _memory.deleted(key, cluster_alive=(namespace, cluster or "") in _triggers)
+        else:
+            _memory.seen(key, body, time.monotonic())
+        trigger(namespace, cluster)
 
 
 for _group, _version, _plural in CHILD_KINDS:

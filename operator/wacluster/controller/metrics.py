@@ -14,3 +14,10 @@ IS_LEADER = Gauge("wacluster_operator_is_leader", "1 when this operator replica 
 API_CERTIFICATE_EXPIRY = Gauge("wacluster_api_certificate_expiry_timestamp_seconds",
                                "When the API certificate the operator generated expires (Unix time).",
                                ["namespace", "cluster"])
+APPLIES = Counter("wacluster_operator_applies_total",
+                  "Server-side applies of owned objects, by reason: never-applied (by this process), "
+                  "deleted (a watch saw it go), desired-changed, changed-by-others (another field "
+                  "manager edited it), refresh (the hourly safety net).", ["reason"])
+APPLIES_SKIPPED = Counter("wacluster_operator_applies_skipped_total",
+                          "Owned objects not applied because neither the desired nor the live object "
+                          "changed since the last apply.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +16,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from wacluster.api.interprocess import MANAGED_BY, SHARD_MAP_ANNOTATION, Label, Role
 from wacluster.api.v1alpha1 import GROUP, KIND, VERSION, WhatsAppClusterSpec
 from wacluster.crypto.credentials import random_password, self_signed_certificate
-from wacluster.controller.metrics import API_CERTIFICATE_EXPIRY
+from wacluster.controller.metrics import API_CERTIFICATE_EXPIRY, APPLIES, APPLIES_SKIPPED
+from wacluster.domain.apply_memory import APPLIED_HASH_ANNOTATION, ApplyMemory, desired_hash, object_key
 from wacluster.domain.certificates import CertificateRecord, certificate_action
 from wacluster.domain.cluster_status import Observation, RoleCounts, compute_status, merge_conditions
 from wacluster.domain.upgrade import JobPhase, Rollout, plan_rollout
-from wacluster.kube.objects import Objects, owner_reference
+from wacluster.kube.objects import FIELD_MANAGER, Objects, owner_reference
 from wacluster.resources.cluster import owned_objects, unowned_objects
 from wacluster.resources.naming import Names
 from wacluster.resources.pods import ClusterView
@@ -38,6 +40,8 @@ class ReconcileResult:
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     errors: list[str] = field(default_factory=list)
+    applied: int = 0   # server-side applies this pass made
+    pruned: int = 0    # objects this pass deleted as no longer desired
 
 
 def job_phase(job: dict[str, Any] | None) -> JobPhase:
@@ -60,7 +64,10 @@ def _role_counts(deployment: dict[str, Any] | None, desired: int) -> RoleCounts:
                       (status.get("updatedReplicas", 0) or 0) if current else 0)
 
 
-async def reconcile(objects: Objects, body: dict[str, Any], default_version: str) -> ReconcileResult:
+async def reconcile(objects: Objects, body: dict[str, Any], default_version: str,
+                    memory: ApplyMemory | None = None) -> ReconcileResult:
+    """`memory` is what this process applied before; without it every owned object is applied."""
+    memory = memory if memory is not None else ApplyMemory(FIELD_MANAGER)
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     generation = meta.get("generation", 1)
@@ -90,12 +97,16 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
         try:
             if obj["kind"] == "Job":
                 await objects.create_if_absent(obj, namespace, owner)  # a Job's template is immutable
-            else:
-                await _apply_or_replace(objects, obj, namespace, owner)
+            elif await _apply_if_changed(objects, obj, namespace, owner, memory):
+                result.applied += 1
         except ApiException as exc:
             message = _api_message(exc)
             result.errors.append(f"{obj['kind']} {obj['metadata']['name']}: {message}")
-    await _prune(objects, namespace, name, desired, keep_job=names.dbupgrade_job(target))
+    wanted = frozenset((o["kind"], o["metadata"]["name"]) for o in desired) | {("Job", names.dbupgrade_job(target))}
+    if memory.prune_needed(namespace, name, wanted):
+        result.pruned, complete = await _prune(objects, namespace, name, wanted)
+        if complete:
+            memory.pruned(namespace, name, wanted)
 
     observation = await _observe(objects, view, spec, generation, rollout)
     status = compute_status(observation)
@@ -151,7 +162,30 @@ NEVER_REPLACED_KINDS = ("StatefulSet", "PersistentVolumeClaim")
 NEVER_REPLACED_ROLES = (Role.MASTER, Role.COREAPP)
 
 
-async def _apply_or_replace(objects: Objects, obj: dict[str, Any], namespace: str, owner: dict[str, Any]) -> None:
+async def _apply_if_changed(objects: Objects, obj: dict[str, Any], namespace: str, owner: dict[str, Any],
+                            memory: ApplyMemory) -> bool:
+    """Apply `obj` unless neither it nor the live object changed since our last apply (see
+    domain/apply_memory.py); returns whether it was applied. The hash goes on the object too."""
+    digest = desired_hash(obj, namespace, owner)
+    key = object_key({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
+    now = time.monotonic()
+    reason = memory.reason(key, digest, now)
+    if reason is None:
+        APPLIES_SKIPPED.inc()
+        return False
+    stamped = {**obj, "metadata": {**obj["metadata"], "annotations": {
+        **(obj["metadata"].get("annotations") or {}), APPLIED_HASH_ANNOTATION: digest}}}
+    live = await _apply_or_replace(objects, stamped, namespace, owner)
+    memory.applied(key, digest, live, now)
+    APPLIES.labels(reason=reason).inc()
+    if reason == "changed-by-others":
+        log.info("applied %s %s/%s again: changed by another field manager", obj["kind"], namespace,
+                 obj["metadata"]["name"])
+    return True
+
+
+async def _apply_or_replace(objects: Objects, obj: dict[str, Any], namespace: str,
+                            owner: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply. When the API server rejects it, find out why before touching anything:
     a desired object that is invalid by itself (a spec the API server rejects, e.g. a typo in
     `resources`) is reported and the running object kept; only when our object is valid as a new
@@ -159,7 +193,7 @@ async def _apply_or_replace(objects: Objects, obj: dict[str, Any], namespace: st
     manager still owns, say, a changed Service port), is the edited object deleted and ours
     created again, and never one that holds data or runs masters or coreapps."""
     try:
-        await objects.apply(obj, namespace, owner)
+        return await objects.apply(obj, namespace, owner)
     except ApiException as exc:
         if exc.status != 422:
             raise
@@ -173,7 +207,7 @@ async def _apply_or_replace(objects: Objects, obj: dict[str, Any], namespace: st
         await objects.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace,
                              propagation="Foreground")
         await objects.wait_deleted(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace)
-        await objects.apply(obj, namespace, owner)
+        return await objects.apply(obj, namespace, owner)
 
 
 def _api_message(exc: ApiException) -> str:
@@ -183,19 +217,23 @@ def _api_message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
-async def _prune(objects: Objects, namespace: str, cluster: str, desired: list[dict[str, Any]],
-                 keep_job: str) -> None:
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | {("Job", keep_job)}
+async def _prune(objects: Objects, namespace: str, cluster: str, wanted: frozenset) -> tuple[int, bool]:
+    """Delete the cluster's objects that are not `wanted` (pairs of kind and name); returns how
+    many, and whether nothing undesired was kept back (a Job still running is kept)."""
     labels = {Label.CLUSTER: cluster, Label.MANAGED_BY: MANAGED_BY}
+    deleted, complete = 0, True
     for api_version, kind in PRUNABLE:
         for item in await objects.list(api_version, kind, namespace, labels):
             item_name = item["metadata"]["name"]
             if (kind, item_name) in wanted:
                 continue
             if kind == "Job" and job_phase(item) != "Succeeded":
+                complete = complete and job_phase(item) == "Failed"
                 continue  # never kill a running migration; keep a failed one for its logs
             log.info("pruning %s %s/%s: no longer desired", kind, namespace, item_name)
             await objects.delete(api_version, kind, item_name, namespace)
+            deleted += 1
+    return deleted, complete
 
 
 async def _observe(objects: Objects, view: ClusterView, spec: WhatsAppClusterSpec, generation: int,
