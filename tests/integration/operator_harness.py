@@ -62,8 +62,11 @@ class OperatorProcess:
     """One `wacluster operator` process; restartable, its log kept for failure messages."""
 
     def __init__(self, kubeconfig: str, log_path: Path, args: list[str] | None = None,
-                 identity: str = "operator-test") -> None:
+                 identity: str = "operator-test", wrap=lambda argv: argv) -> None:
+        """`args` follow the defaults (no metrics or health port), so they may override them;
+        `wrap(argv)` runs the command inside something (a network-fault cgroup)."""
         self.kubeconfig = kubeconfig
+        self.wrap = wrap
         self.log_path = log_path
         self.args = args or ["--all-namespaces"]
         self.identity = identity
@@ -75,7 +78,8 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, Env.NAMESPACE: OPERATOR_NAMESPACE,
                Env.POD_NAME: self.identity, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wacluster", "operator", "--metrics-port", "0", *self.args],
+            self.wrap([sys.executable, "-m", "wacluster", "operator", "--metrics-port", "0", "--health-port", "0",
+                       *self.args]),
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
         return self
 
