@@ -334,6 +334,10 @@ class WhatsAppClusterSpec(ApiModel):
                                               description="NetworkPolicies limiting what reaches each role.")
     deletion_policy: Literal["Retain", "Delete"] = Field(
         "Retain", description="On deletion: Retain keeps the volumes and database data; Delete removes them too.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="How every role logs: text (one readable line a record) or json (one object a line "
+                            "with ts, level, logger, message, cluster, role, pod, and shard, epoch, term or "
+                            "message_id where a line is about one).")
 
     model_config = ConfigDict(json_schema_extra=_rules(
         ("self.coreapps.replicas >= self.shards",

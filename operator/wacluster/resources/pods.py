@@ -152,6 +152,8 @@ def runtime_env(view: ClusterView) -> list[dict[str, Any]]:
         *([{"name": Env.GATEWAY_URL, "value": url}] if url else []),
         {"name": Env.SETTINGS_FILE, "value": "/etc/wacluster/settings.json"},
         *database_env(view),
+        # Only when not the default: a pod template that stays the same restarts no pod on upgrade.
+        *([{"name": Env.LOG_FORMAT, "value": view.spec.log_format}] if view.spec.log_format != "text" else []),
     ]
 
 
