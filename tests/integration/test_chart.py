@@ -56,7 +56,7 @@ def test_default_values_render_a_namespaced_least_privilege_operator():
     deployment = kinds["Deployment"][0]
     assert deployment["spec"]["replicas"] == 2
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["operator", "--metrics-port=8080", "--namespace=wa-system"]
+    assert container["args"] == ["operator", "--metrics-port=8080", "--health-port=8081", "--namespace=wa-system"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -64,6 +64,20 @@ def test_default_values_render_a_namespaced_least_privilege_operator():
     rules = yaml.safe_load((CHART / "files" / "operator-rules.yaml").read_text())
     assert kinds["Role"][0]["rules"] == rules
     assert not any(r for r in rules if "*" in r["verbs"] or "*" in r["resources"])
+
+
+def test_the_operators_probes_ask_its_health_port_and_metrics_keep_their_own():
+    container = by_kind(render("health.port=9443"))["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 9443}
+    assert "--health-port=9443" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+
+
+def test_log_format_json_reaches_the_operators_arguments():
+    args = by_kind(render("logFormat=json"))["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--log-format=json" in args
 
 
 def test_cluster_wide_values_render_a_cluster_role():
@@ -179,6 +193,7 @@ def test_custom_image_values_reach_the_operator():
     ("watch.namespaces={Bad_NS}", "/watch/namespaces/0"), ("metrics.port=80", "/metrics/port"),
     ("unknownKey=1", "unknownKey"), ("metrics.podMonitor.roles={dbupgrade}", "/metrics/podMonitor/roles/0"),
     ("metrics.podMonitor.enabled=yes", "/metrics/podMonitor/enabled"),
+    ("health.port=80", "/health/port"), ("logFormat=yaml", "/logFormat"),
 ])
 def test_bad_values_fail_with_a_message_naming_the_value(bad, message):
     result = helm("template", "t", str(CHART), "--kube-version", "1.37.2", "--set", bad, check=False)
