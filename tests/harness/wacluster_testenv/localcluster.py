@@ -141,8 +141,9 @@ class LocalCluster:
         self._wait_http(f"http://127.0.0.1:{self.gateway_port}/inspect")
         return role
 
-    def start_master(self, name: str, env: dict[str, str] | None = None) -> Role:
-        argv = [sys.executable, "-m", "wacluster", ProcessRole.MASTER, "--metrics-port", "0"]
+    def start_master(self, name: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Role:
+        """`args`: further command-line options of `wacluster master`."""
+        argv = [sys.executable, "-m", "wacluster", ProcessRole.MASTER, "--metrics-port", "0", *args]
         role = Role(name, "master", self._launch(argv, "master", name), self._env(name, self._internal(env)),
                     self.workdir / f"{name}.log").start()
         self.roles[name] = role
@@ -183,10 +184,11 @@ class LocalCluster:
 
     def start_webapp(self, name: str = "webapp", password: str = "secret-admin-password",
                      plain_http: bool = False, token_ttl: float | None = None, media_max_bytes: int | None = None,
-                     webhook_allowed_networks: str = "127.0.0.0/8") -> Role:
+                     webhook_allowed_networks: str = "127.0.0.0/8", args: tuple[str, ...] = ()) -> Role:
+        """`args`: further command-line options of `wacluster webapp`."""
         port = free_port()
         argv = [sys.executable, "-m", "wacluster", ProcessRole.WEBAPP, "--host", "127.0.0.1", "--port", str(port),
-                "--metrics-port", "0", "--media-dir", str(self.workdir / "media")]
+                "--metrics-port", "0", "--media-dir", str(self.workdir / "media"), *args]
         if token_ttl is not None:
             argv += ["--token-ttl", str(token_ttl)]
         if media_max_bytes is not None:
