@@ -312,7 +312,8 @@ class CloudGateway:
             await self._refused(item, exc.failure)
             return
         except Exception as exc:  # the database or the media volume is away: try again shortly
-            log.warning("message %s: could not prepare its media (%s); retrying", item.id, exc)
+            log.warning("message %s: could not prepare its media (%s); retrying", item.id, exc,
+                        extra={"message_id": item.id})
             self._busy.discard(item.to)
             self._not_before[item.to] = time.monotonic() + 1.0
             self._changed.set()
@@ -345,7 +346,7 @@ class CloudGateway:
             except Exception as exc:
                 if attempt == RECORD_ATTEMPTS - 1:
                     log.warning("message %s was sent (%s) but could not be recorded (%s); it stays in doubt",
-                                item.id, wamid, exc)
+                                item.id, wamid, exc, extra={"message_id": item.id})
                     self._forget(item, settled=False)
                     return
                 await asyncio.sleep(RECORD_RETRY)
@@ -376,7 +377,8 @@ class CloudGateway:
         else:
             self._not_before[item.to] = now + backoff
         if item.attempts & (item.attempts - 1) == 0:  # 1, 2, 4, 8...: enough to follow, not a flood
-            log.warning("message %s to %s: %s (attempt %d)", item.id, item.to, failure.reason, item.attempts)
+            log.warning("message %s to %s: %s (attempt %d)", item.id, item.to, failure.reason, item.attempts,
+                        extra={"message_id": item.id})
         self._changed.set()
 
     async def _end(self, item: _Item, action: Action, error: OnPremError | None) -> None:
@@ -389,12 +391,13 @@ class CloudGateway:
             except Exception as exc:
                 if attempt == RECORD_ATTEMPTS - 1:
                     log.warning("could not record message %s as failed (%s); the backlog scan takes it again",
-                                item.id, exc)
+                                item.id, exc, extra={"message_id": item.id})
                     self._forget(item, settled=False)
                     return
                 await asyncio.sleep(RECORD_RETRY)
         metrics.CLOUD_SENDS.labels(outcome="failed").inc()
-        log.info("message %s to %s failed for good: %s %s", item.id, item.to, error.code, error.details or error.title)
+        log.info("message %s to %s failed for good: %s %s", item.id, item.to, error.code, error.details or error.title,
+                 extra={"message_id": item.id})
         self._forget(item, settled=True)
 
     def _forget(self, item: _Item, settled: bool) -> None:

@@ -57,7 +57,8 @@ async def planned_handoff(c: Coreapp) -> None:
             "AND db_heartbeat_at > now() - make_interval(secs => %s)",
             (c.me.name, float(c.settings["db_unhealthy_after"])))).fetchone())[0]
     if standbys == 0:
-        c.log.warning("no standby coreapp to hand shard %d to; it stays unassigned", session.shard)
+        c.log.warning("no standby coreapp to hand shard %d to; it stays unassigned", session.shard,
+                      extra={"shard": session.shard, "epoch": session.epoch})
     else:
         await _wait_for_successor(c, session.shard, session.epoch)
     await _deregister(c)
@@ -107,7 +108,8 @@ async def _wait_for_successor(c: Coreapp, shard: int, epoch: int) -> None:
                 "SELECT s.coreapp, s.epoch, n.gateway_status FROM shard_map s "
                 "LEFT JOIN nodes n ON n.name = s.coreapp WHERE s.shard = %s", (shard,))).fetchone()
         if row and row[1] > epoch and row[2] == "connected":
-            c.log.info("handed shard %d to %s (epoch %d) in %.3fs", shard, row[0], row[1], time.monotonic() - started)
+            c.log.info("handed shard %d to %s (epoch %d) in %.3fs", shard, row[0], row[1], time.monotonic() - started,
+                       extra={"shard": shard, "epoch": row[1]})
             return
         await asyncio.sleep(0.02)
     c.log.warning("no successor connected shard %d within %.0fs; exiting anyway", shard, HANDOFF_DEADLINE)

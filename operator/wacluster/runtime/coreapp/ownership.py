@@ -127,7 +127,7 @@ class Ownership:
         metrics.COREAPP_SERVING.set(0)
         session.outbox.close()
         await session.link.close()
-        c.say(f"stopped serving shard {session.shard} because {reason}")
+        c.say(f"stopped serving shard {session.shard} because {reason}", shard=session.shard, epoch=session.epoch)
         try:
             async with c.pool.connection() as conn:
                 await nodes_db.set_state(conn, c.me.name, gateway_status="disconnected", error=None)

@@ -188,9 +188,10 @@ class Coreapp:
     async def _fail(self, reason: str) -> None:
         """A supervised task failed for good: stop serving, hand the shard to the master at once
         (release, not a wait for the lease to run out), deregister; the process then exits non-zero."""
-        log.error("%s: %s; fencing itself, releasing its shard and exiting so the shard fails over",
-                  self.me.name, reason)
         session = self.session
+        log.error("%s: %s; fencing itself, releasing its shard and exiting so the shard fails over",
+                  self.me.name, reason,
+                  extra={"shard": session.shard, "epoch": session.epoch} if session is not None else None)
         await self.ownership.fence(f"the coreapp is failing ({reason})")
         try:
             async with asyncio.timeout(FAILING_DEADLINE):
@@ -248,10 +249,12 @@ class Coreapp:
         """The shard lease for the current interval settings (they apply live)."""
         return lease_ttl(float(self.settings["heartbeat_interval"]), float(self.settings["unhealthy_interval"]))
 
-    def say(self, sentence: str, always: bool = False) -> None:
-        """Log what it is doing, once per change."""
+    def say(self, sentence: str, always: bool = False, shard: int | None = None, epoch: int | None = None) -> None:
+        """Log what it is doing, once per change; the shard it serves (or names) rides along in JSON logs."""
         if always or sentence != self.last_sentence:
-            log.info("%s: %s", self.me.name, sentence)
+            if shard is None and self.session is not None:
+                shard, epoch = self.session.shard, self.session.epoch
+            log.info("%s: %s", self.me.name, sentence, extra={"shard": shard, "epoch": epoch})
             self.last_sentence = sentence
 
     def ready(self) -> bool | str:

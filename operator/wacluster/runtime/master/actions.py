@@ -69,14 +69,15 @@ class Actions:
         if address is None or (await self.heartbeats.ping(action.coreapp, address, timeout))[1] is None:
             self.heartbeats.unreachable.add(action.coreapp)
             log.warning("%s did not answer before its promotion for shard %d; choosing again",
-                        action.coreapp, action.shard)
+                        action.coreapp, action.shard, extra={"shard": action.shard, "term": term})
             self.wake.set()
             return
         ttl = lease_ttl(float(settings["heartbeat_interval"]), float(settings["unhealthy_interval"]))
         epoch = await shard_map.promote(conn, action.shard, action.epoch, action.coreapp, ttl,
                                         term, self.name, action.reason)
         if epoch is None:
-            log.warning("promotion of %s for shard %d was refused (fenced or raced)", action.coreapp, action.shard)
+            log.warning("promotion of %s for shard %d was refused (fenced or raced)", action.coreapp, action.shard,
+                        extra={"shard": action.shard, "epoch": action.epoch, "term": term})
             return
         metrics.PROMOTION_SECONDS.observe(time.monotonic() - started)
         previous = next((sh.coreapp for sh in world.shards if sh.shard == action.shard), None)

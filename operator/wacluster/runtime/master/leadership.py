@@ -113,6 +113,6 @@ class Leadership:
         self.term, self.term_claimed = term, True
         metrics.TERM.set(term)
         await nodes_db.mark_primary(conn, self.name)
-        log.info("%s is the primary master (term %d)", self.name, term)
+        log.info("%s is the primary master (term %d)", self.name, term, extra={"term": term})
         await self.on_established()
         return None

@@ -187,7 +187,8 @@ class Master:
     def _say(self, sentence: str) -> None:
         last, at = self.last_sentence
         if sentence != last or time.monotonic() - at > SENTENCE_REPEAT:
-            log.info("%s: %s", self.me.name, sentence)
+            term = self.leadership.term if self.leadership.primary else None
+            log.info("%s: %s", self.me.name, sentence, extra={"term": term})
             self.last_sentence = (sentence, time.monotonic())
 
     def ready(self) -> bool | str:
