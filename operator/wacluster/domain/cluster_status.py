@@ -25,6 +25,9 @@ class Observation:
     shard_count: int = 1
     masters_wanted: int = 2
     coreapps_wanted: int = 2
+    fenced: frozenset[str] = frozenset()      # the wacluster.io/fenced annotation
+    switchover_request: str | None = None     # the wacluster.io/switchover annotation
+    switchover_answer: dict | None = None     # the primary master's answer on its Lease
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict:
@@ -86,6 +89,8 @@ def compute_status(obs: Observation) -> dict:
                                                              ("HAWeakened" if warnings else "AsExpected")),
                    "; ".join(degraded_reasons) or "no known problem", gen),
         _condition("UpgradeInProgress", upgrading and not rollout.blocked, rollout.reason, rollout.message, gen),
+        _fenced_condition(obs),
+        _switchover_condition(obs),
     ]
     counts = {role: {"replicas": c.desired, "ready": c.ready} for role, c in obs.roles.items()
               if role in ("master", "coreapp", "webapp")}
@@ -104,6 +109,33 @@ def compute_status(obs: Observation) -> dict:
         "shards": obs.shards,
         "readySummary": f"{total_ready}/{total}",
     }
+
+
+def _fenced_condition(obs: Observation) -> dict:
+    if not obs.fenced:
+        return _condition("Fenced", False, "NoneFenced", "no coreapp is fenced", obs.generation)
+    holding = [f"{s['coreapp']} still serves shard {s['shard']} (no standby to take it)"
+               for s in obs.shards if s.get("coreapp") in obs.fenced]
+    message = "; ".join([f"fenced for maintenance (never promoted): {', '.join(sorted(obs.fenced))}", *holding])
+    return _condition("Fenced", True, "FencedOwnerServing" if holding else "CoreappsFenced", message, obs.generation)
+
+
+def _switchover_condition(obs: Observation) -> dict:
+    """True once the requested switchover completed, False when refused or none was asked for,
+    Unknown while it runs (or before the primary master answered)."""
+    request, answer = obs.switchover_request, obs.switchover_answer or {}
+    if not request:
+        return _condition("Switchover", False, "NoneRequested", "no switchover requested", obs.generation)
+    if answer.get("request") != request:
+        cond = _condition("Switchover", False, "Requested", f"requested {request}; waiting for the primary master",
+                          obs.generation)
+        return {**cond, "status": "Unknown"}
+    state, message = answer.get("state"), f"{answer.get('message')} (request {request})"
+    if state == "Completed":
+        return _condition("Switchover", True, "Completed", message, obs.generation)
+    if state == "Refused":
+        return _condition("Switchover", False, "Refused", message, obs.generation)
+    return {**_condition("Switchover", False, "InProgress", message, obs.generation), "status": "Unknown"}
 
 
 def merge_conditions(old: list[dict], new: list[dict], now: str) -> list[dict]:
