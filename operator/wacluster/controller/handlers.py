@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from wacluster.api.interprocess import MANAGED_BY, Label
+from wacluster.api.interprocess import FENCED_ANNOTATION, MANAGED_BY, SWITCHOVER_ANNOTATION, Label
 from wacluster.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, WhatsAppClusterSpec
 from wacluster.controller import metrics
 from wacluster.controller.reconcile import ReconcileResult, reconcile
@@ -30,6 +30,7 @@ IDLE_RESYNC_SECONDS = 300.0
 _triggers: dict[tuple[str, str], asyncio.Event] = {}
 _phases: dict[tuple[str, str], str] = {}
 _written_status: dict[tuple[str, str], dict[str, Any]] = {}  # the status each cluster's last pass computed
+_maintenance_seen: dict[tuple[str, str], tuple[str | None, ...]] = {}  # fence/switchover annotations last seen
 _memory = ApplyMemory(FIELD_MANAGER)
 _MANAGED = {Label.MANAGED_BY: MANAGED_BY}
 CHILD_KINDS = [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
@@ -88,6 +89,7 @@ async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: A
         _triggers.pop(key, None)
         _phases.pop(key, None)
         _written_status.pop(key, None)
+        _maintenance_seen.pop(key, None)
         _memory.forget_cluster(namespace, name)
         _publish_phases()
 
@@ -148,7 +150,11 @@ async def cluster_event(body: kopf.Body, namespace: str, name: str, **_: Any) ->
     runs on the loop whose Events it sets (kopf runs plain functions in threads)."""
     observed = (body.get("status") or {}).get("observedGeneration")
     written = _written_status.get((namespace, name))
-    if observed != body["metadata"].get("generation") or body["metadata"].get("deletionTimestamp") \
+    annotations = body["metadata"].get("annotations") or {}
+    maintenance = tuple(annotations.get(key) for key in (FENCED_ANNOTATION, SWITCHOVER_ANNOTATION))
+    requested = _maintenance_seen.get((namespace, name), maintenance) != maintenance  # not a generation change
+    _maintenance_seen[(namespace, name)] = maintenance
+    if observed != body["metadata"].get("generation") or body["metadata"].get("deletionTimestamp") or requested \
             or (written is not None and _status_part(body, written) != written):
         trigger(namespace, name)
 

@@ -13,13 +13,15 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from wacluster.api.interprocess import MANAGED_BY, SHARD_MAP_ANNOTATION, Label, Role
+from wacluster.api.interprocess import (FENCED_ANNOTATION, MANAGED_BY, SHARD_MAP_ANNOTATION, SWITCHOVER_ANNOTATION,
+                                        SWITCHOVER_STATUS_ANNOTATION, Label, Role)
 from wacluster.api.v1alpha1 import GROUP, KIND, VERSION, WhatsAppClusterSpec
 from wacluster.crypto.credentials import random_password, self_signed_certificate
 from wacluster.controller.metrics import API_CERTIFICATE_EXPIRY, APPLIES, APPLIES_SKIPPED
 from wacluster.domain.apply_memory import APPLIED_HASH_ANNOTATION, ApplyMemory, desired_hash, object_key
 from wacluster.domain.certificates import CertificateRecord, certificate_action
 from wacluster.domain.cluster_status import Observation, RoleCounts, compute_status, merge_conditions
+from wacluster.domain.maintenance import parse_fenced
 from wacluster.domain.upgrade import JobPhase, Rollout, plan_rollout
 from wacluster.kube.objects import FIELD_MANAGER, Objects, owner_reference
 from wacluster.resources.cluster import owned_objects, unowned_objects
@@ -108,7 +110,7 @@ async def reconcile(objects: Objects, body: dict[str, Any], default_version: str
         if complete:
             memory.pruned(namespace, name, wanted)
 
-    observation = await _observe(objects, view, spec, generation, rollout)
+    observation = await _observe(objects, view, spec, generation, rollout, meta.get("annotations") or {})
     status = compute_status(observation)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     status["conditions"] = merge_conditions(old_status.get("conditions") or [], status["conditions"], now)
@@ -237,7 +239,7 @@ async def _prune(objects: Objects, namespace: str, cluster: str, wanted: frozens
 
 
 async def _observe(objects: Objects, view: ClusterView, spec: WhatsAppClusterSpec, generation: int,
-                   rollout: Rollout) -> Observation:
+                   rollout: Rollout, annotations: dict[str, str]) -> Observation:
     names, ns = view.names, view.namespace
     roles = {
         Role.MASTER: spec.masters.replicas, Role.COREAPP: spec.coreapps.replicas, Role.WEBAPP: spec.webapps.replicas,
@@ -252,18 +254,28 @@ async def _observe(objects: Objects, view: ClusterView, spec: WhatsAppClusterSpe
         sts = await objects.get("apps/v1", "StatefulSet", names.database, ns)
         database_ready = bool(sts and (sts.get("status") or {}).get("readyReplicas", 0) >= 1)
     lease = await objects.get("coordination.k8s.io/v1", "Lease", names.master_lease, ns)
-    primary, shards = None, []
+    primary, shards, answer = None, [], None
     if lease:
         primary = (lease.get("spec") or {}).get("holderIdentity") or None
-        raw = (lease["metadata"].get("annotations") or {}).get(SHARD_MAP_ANNOTATION)
-        if raw:
-            try:
-                shards = json.loads(raw)
-            except ValueError:
-                log.warning("ignoring an unreadable shard map on Lease %s/%s", ns, names.master_lease)
+        lease_annotations = lease["metadata"].get("annotations") or {}
+        shards = _lease_json(lease_annotations, SHARD_MAP_ANNOTATION, ns, names.master_lease) or []
+        answer = _lease_json(lease_annotations, SWITCHOVER_STATUS_ANNOTATION, ns, names.master_lease)
     return Observation(generation=generation, rollout=rollout, roles=counts, database_ready=database_ready,
                        primary_master=primary, shards=shards, shard_count=spec.shards,
-                       masters_wanted=spec.masters.replicas, coreapps_wanted=spec.coreapps.replicas)
+                       masters_wanted=spec.masters.replicas, coreapps_wanted=spec.coreapps.replicas,
+                       fenced=parse_fenced(annotations.get(FENCED_ANNOTATION)),
+                       switchover_request=annotations.get(SWITCHOVER_ANNOTATION) or None, switchover_answer=answer)
+
+
+def _lease_json(annotations: dict[str, str], key: str, namespace: str, lease: str):
+    raw = annotations.get(key)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        log.warning("ignoring an unreadable %s on Lease %s/%s", key, namespace, lease)
+        return None
 
 
 def _events(old: dict[str, Any], new: dict[str, Any], rollout: Rollout) -> list[tuple[str, str, str]]:
@@ -285,4 +297,27 @@ def _events(old: dict[str, Any], new: dict[str, Any], rollout: Rollout) -> list[
         if before and before != (shard.get("coreapp"), shard.get("epoch")) and shard.get("coreapp"):
             events.append(("Normal", "CoreappPromoted",
                            f"shard {shard['shard']}: {shard['coreapp']} promoted (epoch {shard.get('epoch')})"))
+    return events + _maintenance_events(old, new)
+
+
+# Maintenance conditions: an event when the answer changes (reason, then the event's type).
+_MAINTENANCE_EVENTS = {("Switchover", "InProgress"): ("Normal", "SwitchoverStarted"),
+                       ("Switchover", "Completed"): ("Normal", "SwitchoverCompleted"),
+                       ("Switchover", "Refused"): ("Warning", "SwitchoverRefused"),
+                       ("Fenced", "CoreappsFenced"): ("Normal", "CoreappsFenced"),
+                       ("Fenced", "FencedOwnerServing"): ("Warning", "FencedOwnerServing"),
+                       ("Fenced", "NoneFenced"): ("Normal", "NoneFenced")}
+
+
+def _maintenance_events(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    events = []
+    for kind in ("Fenced", "Switchover"):
+        before, after = _condition(old, kind), _condition(new, kind)
+        if not after or (before.get("reason"), before.get("message")) == (after.get("reason"), after.get("message")):
+            continue
+        if not before and after.get("reason") == "NoneFenced":
+            continue  # a new cluster: nothing was ever fenced
+        event = _MAINTENANCE_EVENTS.get((kind, after.get("reason")))
+        if event:
+            events.append((*event, after["message"]))
     return events
