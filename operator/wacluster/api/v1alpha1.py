@@ -346,7 +346,7 @@ class WhatsAppClusterSpec(ApiModel):
 
 
 class Condition(ApiModel):
-    type: str = Field(..., description="Condition type: Ready, Progressing, Degraded or UpgradeInProgress.")
+    type: str = Field(..., description="Condition type: Ready, Progressing, Degraded, UpgradeInProgress, Fenced or Switchover.")
     status: Literal["True", "False", "Unknown"] = Field(..., description="Status of the condition.")
     reason: str = Field(..., description="One CamelCase word saying why.")
     message: str = Field("", description="What happened, for a human.")
