@@ -29,6 +29,12 @@ FAKE_NODES = [
 # clusters (7 running pods each), so the operator-scale benchmark's 50 never all scheduled. kwok
 # pods cost only API objects; 250 is the largest maxPods common on real nodes.
 KWOK_NODE_PODS = 250
+# kwok v0.8 plays the stages of any kind but nodes and pods one object at a time (its
+# PlayStageParallelism is fixed at 1 there), and a claim takes four API calls to provision and bind
+# (about 1.5 s each on a loaded 2-core machine): 100 claims in a row were most of the operator-scale
+# benchmark's time. So the volume stages run in kwok processes of their own, each taking the
+# claims (and their volumes, named pvc-<claim uid>) whose uid starts with its share of hex digits.
+KWOK_VOLUME_SHARDS = 4
 # kwok: never routed, ClusterIPs exist only as API objects; real node: kube-proxy's iptables rules.
 SERVICE_CIDR = "10.96.0.0/16"
 NODE_MODES = ("kwok", "real")
@@ -201,16 +207,26 @@ class ControlPlane:
         ])
         if self.real:
             return
+        node_stages, volume_shards = split_kwok_stages(kwok_stages_path().read_text(), KWOK_VOLUME_SHARDS)
+        (self.state_dir / "kwok-stages.yaml").write_text(node_stages)
         procs.start("kwok", [
             str(bins / "kwok"),
             f"--kubeconfig={kubeconfig}",
-            f"--config={kwok_stages_path()}",
+            f"--config={self.state_dir / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
             "--cidr=10.244.0.0/16", "--node-ip=10.250.0.1",
             "--node-lease-duration-seconds=40",
         ])
+        for shard, stages in enumerate(volume_shards):
+            config = self.state_dir / f"kwok-volume-stages-{shard}.yaml"
+            config.write_text(stages)
+            # A node name that exists nowhere: this kwok manages no node and no pod, only volumes.
+            procs.start(f"kwok-volumes-{shard}", [
+                str(bins / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={config}",
+                f"--manage-single-node=kwok-volumes-{shard}-no-such-node",
+            ])
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -284,6 +300,45 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
         self.kubeconfig.chmod(0o600)
+
+
+_SELECTOR_ANCHOR = "  selector:\n    matchExpressions:\n"
+# The field each volume stage's object is sharded on: a claim's uid, or its volume's name.
+_SHARD_FIELD = {"PersistentVolumeClaim": ("self.metadata.uid", ""),
+                "PersistentVolume": ("self.metadata.name", "pvc-")}
+
+
+def split_kwok_stages(stages: str, shards: int) -> tuple[str, list[str]]:
+    """kwok's stage file split in two: the node and pod stages, and the volume stages once per
+    shard, each with one more selector expression taking only its share of objects (by the first
+    hex digit of the claim's uid, which the volume's name repeats)."""
+    docs = [doc.strip() for doc in stages.split("\n---\n") if doc.strip()]
+    node_docs = [d for d in docs if _stage_kind(d) not in _SHARD_FIELD]
+    volume_docs = [d for d in docs if _stage_kind(d) in _SHARD_FIELD]
+    digits = "0123456789abcdef"
+    shard_files = []
+    for shard in range(shards):
+        share = digits[shard::shards]
+        shard_docs = []
+        for doc in volume_docs:
+            if _SELECTOR_ANCHOR not in doc:
+                raise ControlPlaneError(f"a kwok volume stage without matchExpressions: {doc[:200]}")
+            field, prefix = _SHARD_FIELD[_stage_kind(doc)]
+            rule = (f"    - cel:\n        expression: >-\n"
+                    f"          {field}.matches('^{prefix}[{share}]')\n")
+            shard_docs.append(doc.replace(_SELECTOR_ANCHOR, _SELECTOR_ANCHOR + rule, 1))
+        shard_files.append("\n---\n".join(shard_docs) + "\n")
+    return "\n---\n".join(node_docs) + "\n", shard_files
+
+
+def _stage_kind(doc: str) -> str:
+    """The kind a kwok Stage plays (its spec.resourceRef.kind)."""
+    marker = "  resourceRef:\n"
+    ref = doc.split(marker, 1)[1] if marker in doc else ""
+    for line in ref.splitlines():
+        if line.strip().startswith("kind:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def _fake_node(name: str, zone: str) -> dict:
