@@ -57,6 +57,7 @@ def test_the_leader_and_a_standby_are_live_and_ready_and_say_which_they_are(oper
     lease = f"operator-health-{uuid.uuid4().hex[:6]}"
     first, first_port = replica(operator_config, tmp_path, "replica-a", lease)
     second, second_port = replica(operator_config, tmp_path, "replica-b", lease)
+    second.args.append("--log-format=json")
     try:
         first.start().wait_log("leads the operator", timeout=60)
         # Ready once kopf runs; live with kopf's watch having delivered the Lease the main loop renews.
@@ -71,6 +72,10 @@ def test_the_leader_and_a_standby_are_live_and_ready_and_say_which_they_are(oper
                                   what="the standby ready", details=lambda: second.log()[-3000:])
         assert "replica-a holds the Lease" in body
         assert probe(second_port, "/healthz") == (200, "standby: the main loop answers\n")
+        # --log-format=json: one object a line, naming the operator and its pod.
+        lines = [json.loads(line) for line in second.log().splitlines() if line.strip()]
+        campaigning = next(line for line in lines if "campaigning for Lease" in line["message"])
+        assert (campaigning["role"], campaigning["pod"], campaigning["level"]) == ("operator", "replica-b", "INFO")
     finally:
         second.stop()
         first.stop()
