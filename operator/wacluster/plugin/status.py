@@ -65,13 +65,14 @@ def render(cluster: dict[str, Any], lease: dict[str, Any] | None, pods: list[dic
         out.append(f"  {cond.get('type', ''):<14} {cond.get('status', ''):<6} {cond.get('reason', ''):<22} "
                    f"{cond.get('message', '')}")
     out += ["", _primary(lease, details, now), "", "Shards:",
-            f"  {'SHARD':<6}{'OWNER':<34}{'EPOCH':<7}{'LEASE LEFT':<12}{'PENDING':<9}SINCE"]
+            f"  {'SHARD':<6}{'OWNER':<34}{'EPOCH':<7}{'LEASE LEFT*':<12}{'PENDING':<9}SINCE"]
     by_shard = {s["shard"]: s for s in details.get("shards") or []}
     for shard in _json(lease_annotations.get(SHARD_MAP_ANNOTATION)) or st.get("shards") or []:
         live = by_shard.get(shard["shard"], {})
         out.append(f"  {shard['shard']:<6}{shard.get('coreapp') or '(none)':<34}{shard.get('epoch', ''):<7}"
-                   f"{_lease_left(live, now):<12}{live.get('pending', '?')!s:<9}{shard.get('since', '')}")
-    out += ["", _nodes(pods, details, now)]
+                   f"{_lease_left(live, details.get('at')):<12}{live.get('pending', '?')!s:<9}{shard.get('since', '')}")
+    out += ["  * left on the shard lease at the master's last snapshot (see its age below)", "",
+            _nodes(pods, details, now)]
     fenced = parse_fenced(annotations.get(FENCED_ANNOTATION))
     out.append(f"Fenced: {', '.join(sorted(fenced)) if fenced else 'none'}")
     out.append(_switchover(annotations.get(SWITCHOVER_ANNOTATION), _json(lease_annotations.get(SWITCHOVER_STATUS_ANNOTATION))))
@@ -89,12 +90,14 @@ def _primary(lease: dict | None, details: dict, now: dt.datetime) -> str:
     return f"Primary master: {holder} (term {term}, {spec.get('leaseTransitions', 0)} Lease transitions{ago})"
 
 
-def _lease_left(live: dict, now: dt.datetime) -> str:
-    if not live.get("leaseUntil"):
+def _lease_left(live: dict, at: str | None) -> str:
+    """Left on the shard lease when the master took its snapshot (renewals every third of the
+    lease keep it from running out; the snapshot's age is shown with the nodes)."""
+    if not live.get("leaseUntil") or not at:
         return "?"
     if live.get("revoked"):
         return "revoked"
-    left = (parse_time(live["leaseUntil"]) - now).total_seconds()
+    left = (parse_time(live["leaseUntil"]) - parse_time(at)).total_seconds()
     return "expired" if left <= 0 else f"{left:.1f}s"
 
 
