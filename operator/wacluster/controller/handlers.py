@@ -12,7 +12,7 @@ import kopf
 from wacluster.api.interprocess import FENCED_ANNOTATION, MANAGED_BY, SWITCHOVER_ANNOTATION, Label
 from wacluster.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, WhatsAppClusterSpec
 from wacluster.controller import metrics
-from wacluster.controller.reconcile import ReconcileResult, reconcile
+from wacluster.controller.reconcile import reconcile
 from wacluster.domain.apply_memory import ApplyMemory, object_key
 from wacluster.kube.connection import api_client
 from wacluster.kube.objects import FIELD_MANAGER, Objects
@@ -22,11 +22,12 @@ from wacluster.resources.secrets import retained_names
 log = logging.getLogger("wacluster.controller")
 
 WATCH_INACTIVITY_TIMEOUT = 70.0  # above the 60 s bookmark period, below the 75 s event cache
-# Level-based safety net; events (the cluster's spec, its children's changes) wake the loop much
-# sooner. A pass that changed nothing is followed by the longer wait: at 50 idle clusters even
-# the cheap passes (reads, create-if-absent of the Secrets) were most of the operator's CPU.
-RESYNC_SECONDS = 30.0
-IDLE_RESYNC_SECONDS = 300.0
+# Level-based safety net; events (the cluster's spec or someone else's status write, every change
+# of its children) wake the loop much sooner, so a pass is due by time only as a check: every
+# 5 minutes, or 30 s after a failed pass. Every 30 s, even passes that apply nothing (reads,
+# create-if-absent of the Secrets) cost 50 idle clusters several % of a core.
+RESYNC_SECONDS = 300.0
+RETRY_SECONDS = 30.0
 _triggers: dict[tuple[str, str], asyncio.Event] = {}
 _phases: dict[tuple[str, str], str] = {}
 _written_status: dict[tuple[str, str], dict[str, Any]] = {}  # the status each cluster's last pass computed
@@ -80,9 +81,9 @@ async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: A
             body = await objects.get(f"{GROUP}/{VERSION}", KIND, name, namespace)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return
-            changed = await reconcile_once(objects, body, memo.default_version, logger)
+            failed = await reconcile_once(objects, body, memo.default_version, logger)
             try:
-                await asyncio.wait_for(event.wait(), timeout=RESYNC_SECONDS if changed else IDLE_RESYNC_SECONDS)
+                await asyncio.wait_for(event.wait(), timeout=RETRY_SECONDS if failed else RESYNC_SECONDS)
             except asyncio.TimeoutError:
                 pass
     finally:
@@ -95,7 +96,7 @@ async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: A
 
 
 async def reconcile_once(objects: Objects, body: dict[str, Any], default_version: str, logger) -> bool:
-    """One pass; returns whether it changed anything or failed (then the next resync comes sooner)."""
+    """One pass; returns whether it failed (then the next one comes sooner)."""
     meta = body["metadata"]
     started = time.monotonic()
     try:
@@ -113,8 +114,7 @@ async def reconcile_once(objects: Objects, body: dict[str, Any], default_version
     metrics.RECONCILES.labels(result="applied" if not result.errors else "apply_failed").inc()
     key = (meta["namespace"], meta["name"])
     _written_status[key] = result.status
-    status_changed = result.status != _status_part(body, result.status)
-    if status_changed:
+    if result.status != _status_part(body, result.status):
         await objects.patch_status(f"{GROUP}/{VERSION}", KIND, meta["name"], meta["namespace"], result.status)
     for kind, reason, message in result.events:
         try:
@@ -123,11 +123,9 @@ async def reconcile_once(objects: Objects, body: dict[str, Any], default_version
             logger.warning("could not post event %s: %s", reason, exc)
     _phases[key] = result.status.get("phase") or "Unknown"
     _publish_phases()
-    return _changed(result, status_changed)
-
-
-def _changed(result: ReconcileResult, status_changed: bool) -> bool:
-    return bool(result.applied or result.pruned or result.errors or result.events or status_changed)
+    logger.debug("pass over %s/%s: %d applied, %d pruned, phase %s", meta["namespace"], meta["name"],
+                 result.applied, result.pruned, _phases[key])
+    return bool(result.errors)
 
 
 def _status_part(body: Any, like: dict[str, Any]) -> dict[str, Any]:
