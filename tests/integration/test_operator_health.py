@@ -63,7 +63,8 @@ def test_the_leader_and_a_standby_are_live_and_ready_and_say_which_they_are(oper
         # Ready once kopf runs; live with kopf's watch having delivered the Lease the main loop renews.
         eventually(answering(first_port, "/readyz", 200, "leader (term"), 60, what="the leader ready",
                    details=lambda: first.log()[-3000:])
-        status, body = eventually(answering(first_port, "/healthz", 200, "its watch saw the operator Lease"), 60,
+        # kopf first spends about 54 s of retries on the namespaces and CRDs this account may not list.
+        status, body = eventually(answering(first_port, "/healthz", 200, "its watch saw the operator Lease"), 120,
                                   what="the leader's watch canary", details=lambda: first.log()[-3000:])
         assert "kopf running" in body and "the Lease was renewed" in body
 
@@ -108,7 +109,7 @@ def test_a_leader_cut_off_from_the_api_server_fails_liveness_saying_its_lease_is
                              wrap=lambda argv: network.wrap(argv, "operator", "leader"))
         try:
             proc.start().wait_log("leads the operator", timeout=60)
-            eventually(answering(port, "/healthz", 200, "its watch saw the operator Lease"), 60,
+            eventually(answering(port, "/healthz", 200, "its watch saw the operator Lease"), 120,
                        what="the leader live", details=lambda: proc.log()[-3000:])
             # Silence both ways, as behind a dead switch: the renewal's request hangs, the
             # election never steps down by itself, and only the liveness probe can end it.
