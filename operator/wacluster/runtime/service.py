@@ -9,17 +9,18 @@ import signal
 from typing import Any, Awaitable, Callable, Coroutine
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from wacluster.api import log_format
 from wacluster.api.interprocess import Env, Port
 
 
-def metrics_app(ready: Callable[[], bool | str]) -> web.Application:
-    """`ready` returns True, or False / a reason string when the process should not get traffic."""
+def metrics_app(ready: Callable[[], bool | str], registry: CollectorRegistry = REGISTRY) -> web.Application:
+    """`ready` returns True, or False / a reason string when the process should not get traffic;
+    `registry`: what /metrics shows (a webapp's worker pool shows its workers' metrics)."""
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def livez(_: web.Request) -> web.Response:
         return web.Response(text="ok")

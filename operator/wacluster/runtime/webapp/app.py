@@ -41,6 +41,7 @@ from wacluster.runtime.webapp.settings_backup import SettingsBackup
 from wacluster.domain.webhook_destinations import parse_networks
 from wacluster.runtime.webapp.destinations import AllowedDestinationsResolver
 from wacluster.runtime.webapp.webhooks import WebhookDispatcher
+from wacluster.runtime.webapp.workers import WorkerPool, mark_ready, worker_argv, worker_count, workers_option
 
 log = logging.getLogger("wacluster.webapp")
 
@@ -122,11 +123,19 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--media-max-bytes", type=int, default=16 * 1024 * 1024)
     parser.add_argument("--token-ttl", type=float, default=7 * 86400.0)
     parser.add_argument("--plain-http", action="store_true", help="serve without TLS (local benchmarks only)")
+    parser.add_argument("--workers", type=workers_option, default=1,
+                        help="processes serving the API port (SO_REUSEPORT), each with its own database pool; "
+                             "'auto': one per CPU of the container's CPU limit (runtime/webapp/workers.py)")
+    parser.add_argument("--pool-worker", action="store_true", help=argparse.SUPPRESS)  # started by --workers
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(Role.WEBAPP)
+    count = 1 if args.pool_worker else worker_count(args.workers)
+    if count > 1:
+        log.info("webapp starting %d workers on %s:%d", count, args.host, args.port)
+        return run_loop(WorkerPool(worker_argv(args), count, args.host, args.metrics_port).run())
     username = os.environ.get(Env.ADMIN_USERNAME, "admin")
     password = os.environ.get(Env.ADMIN_PASSWORD)
     if not password:
@@ -169,6 +178,15 @@ def run(args: argparse.Namespace) -> int:
         supervisor.add("media-retention", MediaRetention(pool, Path(args.media_dir)).run, Policy.RESTART)
         if cloud is not None:
             supervisor.add("cloud-relay", relay.run, Policy.RESTART)
+        if args.pool_worker:
+            announced = asyncio.Event()
+
+            async def announce_ready() -> None:
+                while cache.loaded_at == 0:
+                    await cache.changed.wait()
+                mark_ready()
+                announced.set()
+            supervisor.add("readiness", announce_ready, Policy.RESTART, finished=announced)
         runners = []
         context = None if args.plain_http else tls_context(os.environ.get(Env.TLS_DIR))
         if context is not None:
@@ -181,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
                 continue
             runner = web.AppRunner(application, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, args.host, port, ssl_context=ssl_context, reuse_address=True).start()
+            # Pool workers share the API port; the metrics port is the parent's (workers.py).
+            await web.TCPSite(runner, args.host, port, ssl_context=ssl_context, reuse_address=True,
+                              reuse_port=args.pool_worker or None).start()
             runners.append(runner)
         log.info("webapp serving %s on %s:%d", "HTTP" if args.plain_http else "HTTPS", args.host, args.port)
         try:

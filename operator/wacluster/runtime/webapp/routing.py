@@ -23,9 +23,11 @@ ROUTING_RETRIES = Counter("wacluster_webapp_routing_retries_total",
                           "Attempts to hand a message to a coreapp that had to be repeated.", ["reason"])
 LEFT_TO_BACKLOG = Counter("wacluster_webapp_handoffs_left_to_backlog_total",
                           "Batches a full shard owner left in the database for its backlog scan to send.")
+# With several workers (workers.py) a pod shows the live workers' highest value: the stalest map's age.
 SHARD_MAP_EPOCH = Gauge("wacluster_webapp_shard_map_epoch", "Epoch of each shard in this webapp's shard map.",
-                        ["shard"])
-SHARD_MAP_AGE = Gauge("wacluster_webapp_shard_map_age_seconds", "Seconds since this webapp last reloaded the shard map.")
+                        ["shard"], multiprocess_mode="livemax")
+SHARD_MAP_AGE = Gauge("wacluster_webapp_shard_map_age_seconds", "Seconds since this webapp last reloaded the shard map.",
+                      multiprocess_mode="livemax")
 RELOAD_EVERY = 2.0
 UNAUTHORIZED_LOG_EVERY = 60.0
 
