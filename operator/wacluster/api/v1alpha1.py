@@ -106,8 +106,27 @@ class CoreappsSpec(RoleSpec):
     replicas: int = Field(2, ge=1, le=64, description="Coreapp pods; at least `shards`, plus standbys that take over a shard.")
 
 
+# Webapp worker processes per pod: a count, or "auto" (one per CPU of the container's CPU limit).
+WebappWorkers = Annotated[int | Literal["auto"], WithJsonSchema({
+    "x-kubernetes-int-or-string": True,
+    # JSON Schema checks the pattern on strings only and the bounds on integers only.
+    "pattern": "^auto$", "minimum": 1, "maximum": 64,
+})]
+
+
+def _webapp_workers(value: int | str) -> int | str:
+    if isinstance(value, int) and not 1 <= value <= 64:
+        raise ValueError(f"workers must be between 1 and 64 or \"auto\", not {value}")
+    return value
+
+
 class WebappsSpec(RoleSpec):
     replicas: int = Field(1, ge=1, le=32, description="Webapp pods serving the REST API.")
+    workers: Annotated[WebappWorkers, AfterValidator(_webapp_workers)] = Field(
+        1, description="Processes per webapp pod sharing the API port (one Python process uses at most one "
+                       "core). \"auto\": one per CPU of the container's CPU limit (resources.limits.cpu, rounded "
+                       "up), or per CPU of the node without a limit; give the pod memory for each (about "
+                       "130Mi a worker).")
 
 
 class MonitoringSpec(ApiModel):

@@ -53,7 +53,9 @@ def coreapp_deployment(view: ClusterView) -> dict[str, Any]:
 
 def webapp_deployment(view: ClusterView) -> dict[str, Any]:
     spec = view.spec.webapps
-    container = runtime_container(view, Role.WEBAPP, [Role.WEBAPP],
+    # The default (1) adds no argument: existing webapps' pods stay as they are.
+    workers = ["--workers", str(spec.workers)] if spec.workers != 1 else []
+    container = runtime_container(view, Role.WEBAPP, [Role.WEBAPP, *workers],
                                   [{"name": PortName.API, "containerPort": Port.API}], spec.resources)
     container["volumeMounts"].append({"name": "tls", "mountPath": "/etc/wacluster-tls", "readOnly": True})
     admin_secret = view.spec.api.admin_secret_name or view.names.admin_secret
