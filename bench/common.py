@@ -78,8 +78,9 @@ class Bench:
 
 def start_cluster(cluster: LocalCluster, masters: int, coreapps: int, shards: int = 1, settings: dict | None = None,
                   webapp: bool = True, plain_http: bool = False,
-                  coreapp_args: tuple[str, ...] = ()) -> ApiClient | None:
-    """`coreapp_args`: further command-line options of every `wacluster coreapp`."""
+                  coreapp_args: tuple[str, ...] = (), webapp_args: tuple[str, ...] = ()) -> ApiClient | None:
+    """`coreapp_args`, `webapp_args`: further command-line options of every `wacluster coreapp`,
+    of the `wacluster webapp`."""
     result = cluster.dbupgrade()
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
@@ -91,7 +92,7 @@ def start_cluster(cluster: LocalCluster, masters: int, coreapps: int, shards: in
         cluster.start_coreapp(f"wacore{i}", coreapp_args)
     api = None
     if webapp:
-        role = cluster.start_webapp(password="bench", plain_http=plain_http)
+        role = cluster.start_webapp(password="bench", plain_http=plain_http, args=webapp_args)
         api = ApiClient(f"{'http' if plain_http else 'https'}://127.0.0.1:{role.port}")
         api.login("admin", "bench")
         api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111"})

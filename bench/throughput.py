@@ -37,7 +37,11 @@ routed path it finds nothing when nothing is lost, so the routed numbers are tho
 
 Also reported: p50/p99 latency per shard count and concurrency, the CPU each process spends per
 routed message (the two cores bound msgs/s at 2000 / total CPU ms per message), and each role's
-resident memory. The load comes from wrk when it is installed (apt install wrk), else from a
+resident memory. `--webapp-workers 1,auto` runs every shard count once per webapp worker setting
+(`wacluster webapp --workers`), side by side; a webapp's CPU and memory are those of all its
+processes. Every point records the machine's load averages (/proc/loadavg) when it started: the
+machine is shared, and `--max-load` waits (up to `--load-wait` seconds) for a quieter machine
+before each shard count. The load comes from wrk when it is installed (apt install wrk), else from a
 Python client; roles run on uvloop unless `--loops` says otherwise. Prints one JSON line."""
 
 from __future__ import annotations
@@ -59,13 +63,14 @@ import aiohttp
 import psycopg
 
 import wrk_load
-from common import Bench, emit, percentile, rss_mib, start_cluster
+from common import Bench, emit, eventually, percentile, rss_mib, start_cluster
 from wacluster.api.control import HandedMessage, HandOff
 from wacluster.api.interprocess import Env
 from wacluster.api.rest import OutgoingMessage
 from wacluster.db import messages as messages_db
 from wacluster.db.messages import Message
 from wacluster.domain.sharding import route_hash, shard_of
+from wacluster.runtime.webapp.workers import worker_count, workers_option
 
 ROUTED_BODY = '{"to": "+1555%07d", "type": "text", "text": {"body": "bench"}}'
 COREAPP_ARGS = ("--backlog-interval", "86400")  # why: the module docstring
@@ -120,6 +125,61 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a webapp with --workers is a parent and its workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
+def listening(pid: int, url: str) -> list[int]:
+    """The processes of `pid`'s tree that hold a listening socket on `url`'s port."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    listeners = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                listeners.add(f"socket:[{fields[9]}]")
+    found = []
+    for member in process_tree(pid):
+        try:
+            targets = {os.readlink(fd) for fd in Path(f"/proc/{member}/fd").iterdir()}
+        except OSError:
+            continue
+        if targets & listeners:
+            found.append(member)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def load_averages() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (what `uptime` shows)."""
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def wait_for_quiet(max_load: float, max_wait: float) -> dict:
+    """Wait until the 1-minute load average is at most `max_load`, or `max_wait` seconds passed."""
+    started = time.monotonic()
+    while load_averages()[0] > max_load and time.monotonic() - started < max_wait:
+        time.sleep(5)  # the load average is a minute's mean: nothing to react to sooner
+    return {"waited_s": round(time.monotonic() - started, 1), "load_average": load_averages()}
+
+
 def postgres_cpu(bench: Bench) -> float:
     """All PostgreSQL backends together (each connection is a process)."""
     total = 0.0
@@ -146,6 +206,47 @@ def profile_top(raw: Path, top: int = 12) -> list[dict]:
         total += int(count)
     ranked = sorted(leaves.items(), key=lambda kv: -kv[1])[:top]
     return [{"frame": frame, "share": round(n / total, 3)} for frame, n in ranked] if total else []
+
+
+# Where a webapp sample goes: the innermost frame of its stack that one of these names (checked
+# leaf first, rules in order); a sample whose leaf is the loop's run() is uvloop's own C code.
+PROFILE_CATEGORIES = [
+    ("TLS encryption and socket writes of responses", ("aiohttp/http_writer.py", "ssl.py", "sslproto")),
+    ("JSON encoding and decoding", ("json/", "orjson")),
+    ("validation (pydantic)", ("pydantic",)),
+    ("database pool checkout (connection check round trip)", ("psycopg_pool/",)),
+    ("durable INSERT (psycopg, db/messages.py)", ("psycopg/", "db/messages.py")),
+    ("hand-off to the coreapp (aiohttp client)", ("aiohttp/client", "aiohttp/connector", "Router.deliver")),
+    ("URL routing (aiohttp dispatcher)", ("web_urldispatcher",)),
+    ("HTTP request parsing and reading", ("web_protocol.py", "http_parser", "web_request.py", "streams.py",
+                                          "errors.py")),
+    ("response objects (aiohttp web_response)", ("web_response.py",)),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("token check and user middleware", ("webapp/auth.py", "webapp/users.py")),
+    ("message id (uuid4)", ("uuid.py",)),
+    ("middlewares and handler code", ("wacluster/",)),
+]
+EVENT_LOOP = "event loop (uvloop's C code: epoll, socket reads, TLS reads, callbacks)"
+
+
+def profile_breakdown(raw: Path) -> dict[str, float]:
+    """Share of the webapp's samples per concern (PROFILE_CATEGORIES), largest first."""
+    shares: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        category = "other"
+        if frames[-1].startswith("Runner.run ") or frames[-1].startswith("run_until_complete"):
+            category = EVENT_LOOP
+        else:
+            category = next((name for frame in reversed(frames) for name, needles in PROFILE_CATEGORIES
+                             if any(n in frame for n in needles)), "other")
+        shares[category] = shares.get(category, 0) + int(count)
+        total += int(count)
+    return {k: round(v / total, 3) for k, v in sorted(shares.items(), key=lambda kv: -kv[1])} if total else {}
 
 
 def load(generator: str, url: str, headers: dict, body_template: str, concurrency: int, duration: float,
@@ -231,7 +332,7 @@ def run_direct(generator: str, cluster, url: str, prefix: str, shards: int, conc
 
 def cpu_snapshot(bench: Bench, cluster) -> dict[str, float]:
     """CPU seconds so far of every live role, all PostgreSQL backends and this process (with wrk)."""
-    seconds = {name: cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
+    seconds = {name: tree_cpu_seconds(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
     seconds["postgres"] = postgres_cpu(bench)
     seconds["load_generator"] = cpu_seconds(os.getpid())
     return seconds
@@ -249,11 +350,16 @@ def cpu_per_message(cores_used: dict[str, float], duration: float, sent: int) ->
 
 def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: float, workdir: Path,
                profile: bool = False, loop: str = "uvloop", generator: str = "wrk",
-               direct_rows_per_s: float = 10_000) -> dict:
+               direct_rows_per_s: float = 10_000, webapp_workers: str = "1", direct: bool = True) -> dict:
     os.environ[Env.EVENT_LOOP] = loop  # the roles inherit it (LocalCluster passes os.environ)
-    cluster = bench.cluster(workdir / f"shards-{shards}-{loop}")
+    cluster = bench.cluster(workdir / f"shards-{shards}-{loop}-workers-{webapp_workers}")
     api = start_cluster(cluster, masters=2, coreapps=shards + 1, shards=shards,
-                        settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0}, coreapp_args=COREAPP_ARGS)
+                        settings={"heartbeat_interval": 5.0, "unhealthy_interval": 30.0}, coreapp_args=COREAPP_ARGS,
+                        webapp_args=("--workers", webapp_workers))
+    webapp_pid = cluster.roles["webapp"].proc.pid
+    count = worker_count(workers_option(webapp_workers))
+    # wrk keeps the connections it opens first: every worker must listen before the load starts.
+    eventually(lambda: len(listening(webapp_pid, api.base_url)) == count, 60, what=f"{count} webapp worker(s) listening")
     run_id = uuid.uuid4().hex[:12]  # direct ids must never repeat: a row is claimed (and sent) once
     try:
         routed_url = f"{api.base_url}/v1/messages"
@@ -263,12 +369,14 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
         direct_url = f"http://{address}/messages"
         rows = []
         for concurrency in concurrencies:
+            load_at_start = load_averages()
             cpu_before = cpu_snapshot(bench, cluster)
             spy = None
             if profile and concurrency == concurrencies[-1]:
                 raw = workdir / f"webapp-profile-{shards}.txt"
                 spy = (subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
                                          "--duration", str(int(duration)), "--rate", "200", "--nonblocking",
+                                         "--subprocesses",
                                          "--pid", str(cluster.roles["webapp"].proc.pid), "--output", str(raw)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
             routed = load(generator, routed_url, auth, ROUTED_BODY, concurrency, duration)
@@ -276,19 +384,28 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
             if spy is not None:
                 spy[0].wait(timeout=60)
                 routed["webapp_profile_top"] = profile_top(spy[1]) if spy[1].exists() else "py-spy produced nothing"
+                if spy[1].exists():
+                    routed["webapp_profile_by_concern"] = profile_breakdown(spy[1])
             routed["cpu_cores_used"] = {name: round((cpu_after[name] - cpu_before.get(name, 0)) / duration, 3)
                                         for name in cpu_after if name in cpu_before}
             routed["cpu_ms_per_msg"] = cpu_per_message(routed["cpu_cores_used"], duration, routed["sent"])
+            routed["load_average_at_start"] = load_at_start
             settle(routed, duration, drain(cluster, "wamid."))
-            direct = run_direct(generator, cluster, direct_url, f"direct.{run_id}.{concurrency}.", shards,
-                                concurrency, duration, direct_rows_per_s)
-            ratio = round(direct["msgs_per_s"] / routed["msgs_per_s"], 2) if routed["msgs_per_s"] else None
-            rows.append({"routed": routed, "direct": direct, "overhead_ratio": ratio})
-        memory = {name: rss_mib(role.proc.pid) for name, role in cluster.roles.items() if role.alive}
+            if not direct:
+                rows.append({"routed": routed})
+                continue
+            direct_point = run_direct(generator, cluster, direct_url, f"direct.{run_id}.{concurrency}.", shards,
+                                      concurrency, duration, direct_rows_per_s)
+            ratio = round(direct_point["msgs_per_s"] / routed["msgs_per_s"], 2) if routed["msgs_per_s"] else None
+            rows.append({"routed": routed, "direct": direct_point, "overhead_ratio": ratio})
+        memory = {name: round(sum(rss_mib(p) or 0 for p in process_tree(role.proc.pid)), 1)
+                  for name, role in cluster.roles.items() if role.alive}
+        webapp_processes = len(process_tree(webapp_pid))
         report = cluster.gateway()
     finally:
         cluster.stop_all()
-    return {"shards": shards, "event_loop": loop, "results": rows, "rss_mib": memory,
+    return {"shards": shards, "event_loop": loop, "webapp_workers": webapp_workers,
+            "webapp_processes": webapp_processes, "results": rows, "rss_mib": memory,
             "gateway": {k: report[k] for k in ("delivered", "duplicates", "conflicts", "bans")}}
 
 
@@ -306,16 +423,28 @@ def main() -> None:
     parser.add_argument("--direct-rows-per-s", type=float, default=10_000,
                         help="rows stored for each direct point, per second of load: more than the load can "
                              "hand off, or the point reports unclaimed hand-offs")
+    parser.add_argument("--webapp-workers", default="1",
+                        help="wacluster webapp --workers settings, compared side by side: e.g. 1,auto")
+    parser.add_argument("--skip-direct", action="store_true",
+                        help="measure the routed path only (the direct path does not involve the webapp)")
+    parser.add_argument("--max-load", type=float, default=3.0,
+                        help="before each shard count, wait for the 1-minute load average to fall to this")
+    parser.add_argument("--load-wait", type=float, default=600.0, help="the longest wait for --max-load (s)")
     parser.add_argument("--name", default="throughput", help="results file name (bench/results/<name>.json)")
     args = parser.parse_args()
     shard_counts = [int(n) for n in (args.shards or ("1" if args.quick else "1,2,4")).split(",")]
     concurrencies = [int(n) for n in (args.concurrency or ("4,16" if args.quick else "4,16,64")).split(",")]
     duration = 5.0 if args.quick else args.duration
     workdir = Path("/tmp") / f"wacluster-bench-throughput-{int(time.time())}"
+    results = []
     with Bench("throughput") as bench:
-        results = [run_shards(bench, n, concurrencies, duration, workdir, args.profile, loop, args.generator,
-                              args.direct_rows_per_s)
-                   for loop in args.loops.split(",") for n in shard_counts]
+        for loop in args.loops.split(","):
+            for n in shard_counts:
+                quiet = wait_for_quiet(args.max_load, args.load_wait)
+                for workers in args.webapp_workers.split(","):
+                    result = run_shards(bench, n, concurrencies, duration, workdir, args.profile, loop,
+                                        args.generator, args.direct_rows_per_s, workers, not args.skip_direct)
+                    results.append({**result, "before_shard_count": quiet})
     emit(args.name, {"quick": args.quick, "duration_s": duration, "generator": args.generator,
                      "transport": "HTTPS to the webapp; HTTP to the coreapp, ids of rows stored beforehand",
                      "coreapp_args": list(COREAPP_ARGS), "by_shards": results})
