@@ -201,3 +201,38 @@ async def test_an_old_holder_of_a_deleted_lock_cannot_raise_the_term_of_the_new_
     assert await b.try_acquire_or_renew()  # created again, transitions 1
     assert await a.raise_term(2) is None  # a's version belongs to the deleted record
     assert store.record.holder == "b" and store.record.transitions == 1
+
+
+class HangingStore(MemoryStore):
+    """A store that stops answering at all (no error), as behind a dead switch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang = False
+
+    async def update(self, record):
+        if self.hang:
+            await asyncio.Event().wait()
+        return await super().update(record)
+
+    async def get(self):
+        if self.hang:
+            await asyncio.Event().wait()
+        return await super().get()
+
+
+async def test_a_leader_whose_renewal_hangs_steps_down_by_its_renew_deadline():
+    store = HangingStore()
+    timings = Timings(lease_duration=0.6, renew_deadline=0.4, retry_period=0.05)
+    stop, stepped_down = asyncio.Event(), asyncio.Event()
+    a = LeaderElector(store, "a", timings)
+
+    async def started(term):
+        store.hang = True  # every request from now on hangs
+
+    async def stopped():
+        stepped_down.set()
+        stop.set()
+
+    await asyncio.wait_for(a.run(started, stopped, stop), timeout=30)
+    assert stepped_down.is_set() and not a.leading

@@ -223,14 +223,32 @@ class LeaderElector:
         if self.leading:
             self.leading = False
             await on_stopped_leading()
-            await self.release()
+            try:
+                await asyncio.wait_for(self.release(), timeout=self.timings.renew_deadline)
+            except asyncio.TimeoutError:
+                log.warning("the lease release got no answer; it expires instead")
 
     async def _attempt(self) -> bool:
+        # Bounded: a request to an unreachable store can hang with no error at all (a dead
+        # switch), and a leader waiting on it would neither renew nor step down, while its lease
+        # runs out and a standby leads beside it.
+        timeout = self._attempt_timeout()
         try:
-            return await self.try_acquire_or_renew()
+            return await asyncio.wait_for(self.try_acquire_or_renew(), timeout=timeout)
+        except asyncio.TimeoutError:
+            log.warning("lease attempt got no answer within %.1fs", timeout)
+            return False
         except Exception as exc:  # the store is remote: any failure is a failed attempt
             log.warning("lease attempt failed: %s", exc)
             return False
+
+    def _attempt_timeout(self) -> float:
+        """A leader's attempt may last until its renew deadline (so it steps down in time); a
+        candidate's one renew deadline. Never less than a retry period."""
+        left = self.timings.renew_deadline
+        if self.leading:
+            left -= self._monotonic() - self._last_renewed
+        return max(left, self.timings.retry_period)
 
     async def release(self) -> bool:
         """Give the lock up at once so a standby takes over within one retry period."""
