@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from common import ROOT, Bench, emit, rss_mib
 from wacluster.api.interprocess import Env
@@ -76,7 +77,8 @@ def main() -> None:
     with Bench("operator-scale") as bench:
         kubeconfig = bench.summary["kubeconfig"]
         kubectl = bench.env.control_plane.kubectl
-        install_crd(kubectl, ROOT / "crds" / "whatsappcluster.yaml")
+        # The CRD of the operator measured: an older operator's model refuses fields added since.
+        install_crd(kubectl, Path(args.operator_src or ROOT) / "crds" / "whatsappcluster.yaml")
         kubectl("create", "namespace", "scale")
         metrics_port = free_port()
         log = open(f"/tmp/wacluster-operator-scale-{os.getpid()}.log", "wb")
