@@ -62,6 +62,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf reopens it (1.44+); the operator's /healthz also checks that kopf still sees events.
     settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
     settings.networking.request_timeout = 30
+    # The namespaces are given (or all); the CRDs are the chart's. Scanning for either needs a
+    # cluster-wide list the operator's least-privilege RBAC does not grant: kopf retried it for
+    # about 54 s before a new leader's watches started.
+    settings.scanning.disabled = True
 
 
 @kopf.on.cleanup()
