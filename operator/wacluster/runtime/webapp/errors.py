@@ -48,6 +48,10 @@ async def read_limited(request: web.Request, limit: int = JSON_BODY_LIMIT) -> by
 async def parse(request: web.Request, model, limit: int = JSON_BODY_LIMIT):
     """The request body as `model`, or a 400 that says what to fix."""
     raw = await read_limited(request, limit)
+    try:  # a valid body, the usual case: parsed and validated in one pass by pydantic's own parser
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError:
+        pass  # what is wrong is said below, in the same words as ever
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:

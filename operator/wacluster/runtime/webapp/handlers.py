@@ -26,6 +26,7 @@ from wacluster.runtime.webapp.cloud_account import CloudAccount, is_same_number
 from wacluster.runtime.webapp.destinations import DestinationRefused, check_literal_host
 from wacluster.runtime.webapp.errors import ApiError, parse
 from wacluster.runtime.webapp.batching import KeyTaken, ShardBatcher
+from wacluster.runtime.webapp.meta import json_with_meta
 from wacluster.runtime.webapp.routing import Router, ShardMapCache
 
 REQUEST_DEADLINE = 10.0  # how long a send may wait for a failover before answering 503
@@ -188,7 +189,7 @@ class Handlers:
         except KeyTaken as taken:
             return _repeated(idem, taken.holder)
         if accepted:
-            return web.json_response({"messages": [{"id": message_id}]}, status=201)
+            return json_with_meta({"messages": [{"id": message_id}]}, status=201)
         async with self.pool.connection() as conn:
             if not await messages_db.cancel(conn, message_id):
                 return web.json_response({"messages": [{"id": message_id}]}, status=201)
