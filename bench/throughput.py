@@ -39,7 +39,9 @@ Also reported: p50/p99 latency per shard count and concurrency, the CPU each pro
 routed message (the two cores bound msgs/s at 2000 / total CPU ms per message), and each role's
 resident memory. `--webapp-workers 1,auto` runs every shard count once per webapp worker setting
 (`wacluster webapp --workers`), side by side; a webapp's CPU and memory are those of all its
-processes. Every point records the machine's load averages (/proc/loadavg) when it started: the
+processes. `--src old=DIR,new=DIR` runs the roles from other source trees (each DIR holds the
+`wacluster` package, e.g. a `git archive` of a commit's operator/), each shard count once per tree,
+side by side: a change measured against its parent on the same machine in one run. Every point records the machine's load averages (/proc/loadavg) when it started: the
 machine is shared, and `--max-load` waits (up to `--load-wait` seconds) for a quieter machine
 before each shard count. The load comes from wrk when it is installed (apt install wrk), else from a
 Python client; roles run on uvloop unless `--loops` says otherwise. Prints one JSON line."""
@@ -373,7 +375,7 @@ def run_shards(bench: Bench, shards: int, concurrencies: list[int], duration: fl
             cpu_before = cpu_snapshot(bench, cluster)
             spy = None
             if profile and concurrency == concurrencies[-1]:
-                raw = workdir / f"webapp-profile-{shards}.txt"
+                raw = workdir / f"webapp-profile-{shards}-workers-{webapp_workers}.txt"
                 spy = (subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
                                          "--duration", str(int(duration)), "--rate", "200", "--nonblocking",
                                          "--subprocesses",
@@ -425,6 +427,9 @@ def main() -> None:
                              "hand off, or the point reports unclaimed hand-offs")
     parser.add_argument("--webapp-workers", default="1",
                         help="wacluster webapp --workers settings, compared side by side: e.g. 1,auto")
+    parser.add_argument("--src", default="",
+                        help="NAME=DIR,...: run the roles from these source trees (DIR contains the wacluster "
+                             "package), side by side; default: the tree this script imports")
     parser.add_argument("--skip-direct", action="store_true",
                         help="measure the routed path only (the direct path does not involve the webapp)")
     parser.add_argument("--max-load", type=float, default=3.0,
@@ -436,18 +441,25 @@ def main() -> None:
     concurrencies = [int(n) for n in (args.concurrency or ("4,16" if args.quick else "4,16,64")).split(",")]
     duration = 5.0 if args.quick else args.duration
     workdir = Path("/tmp") / f"wacluster-bench-throughput-{int(time.time())}"
+    sources = [tuple(item.split("=", 1)) for item in args.src.split(",")] if args.src else [("this", "")]
     results = []
     with Bench("throughput") as bench:
+        durable = bench.env.postgres.started_durable()  # fsync and synchronous_commit as users run them
         for loop in args.loops.split(","):
             for n in shard_counts:
                 quiet = wait_for_quiet(args.max_load, args.load_wait)
-                for workers in args.webapp_workers.split(","):
-                    result = run_shards(bench, n, concurrencies, duration, workdir, args.profile, loop,
-                                        args.generator, args.direct_rows_per_s, workers, not args.skip_direct)
-                    results.append({**result, "before_shard_count": quiet})
+                for src_name, src_dir in sources:
+                    if src_dir:  # every role LocalCluster starts imports wacluster from there
+                        os.environ["PYTHONPATH"] = src_dir
+                    for workers in args.webapp_workers.split(","):
+                        result = run_shards(bench, n, concurrencies, duration, workdir / src_name, args.profile,
+                                            loop, args.generator, args.direct_rows_per_s, workers,
+                                            not args.skip_direct)
+                        results.append({"src": src_name, **result, "before_shard_count": quiet})
     emit(args.name, {"quick": args.quick, "duration_s": duration, "generator": args.generator,
                      "transport": "HTTPS to the webapp; HTTP to the coreapp, ids of rows stored beforehand",
-                     "coreapp_args": list(COREAPP_ARGS), "by_shards": results})
+                     "coreapp_args": list(COREAPP_ARGS), "src": dict(sources), "postgres_durable": durable,
+                     "by_shards": results})
 
 
 if __name__ == "__main__":
