@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from wacluster.domain.ha import CoreappState, ShardState, World, decide, lease_ttl
-from wacluster.domain.maintenance import parse_switchover, switchover_request
+from wacluster.domain.maintenance import SWITCHOVER_WINDOW, parse_switchover, switchover_request
 
 pytestmark = pytest.mark.unit
 
@@ -130,9 +130,9 @@ def moved_shard(k, owner, since, epoch=2):
     return ShardState(k, owner, epoch, False, False, since=since)
 
 
-def with_maintenance(w, fenced=(), switchover=None):
+def with_maintenance(w, fenced=(), switchover=None, now=T0 + dt.timedelta(seconds=1)):
     return dataclasses.replace(w, fenced=frozenset(fenced),
-                               switchover=parse_switchover(switchover) if switchover else None)
+                               switchover=parse_switchover(switchover) if switchover else None, now=now)
 
 
 def test_a_fenced_coreapp_is_never_promoted():
@@ -187,25 +187,50 @@ def test_switchover_to_the_current_owner_is_already_complete():
     assert d.actions == [] and d.switchover[0] == "Completed"
 
 
-@pytest.mark.parametrize("request_text, fenced, problem", [
-    (switchover_request(5, None, T0), (), "there is no shard 5"),
-    (switchover_request(0, "c9", T0), (), "no such coreapp"),
-    (switchover_request(0, "c2", T0), ("c2",), "it is fenced"),
-    (switchover_request(0, None, T0), ("c2",), "no healthy, unfenced standby"),
-    ('{"shard": "zero"}', (), "shard must be a shard number"),
-    ('{"shard": 0, "requestedAt": "yesterday"}', (), "requestedAt must be an RFC 3339 time"),
-    ("shard=0", (), "not JSON"),
+@pytest.mark.parametrize("request_text, problem", [
+    (switchover_request(5, None, T0), "there is no shard 5"),
+    ('{"shard": "zero"}', "shard must be a shard number"),
+    ('{"shard": 0, "requestedAt": "yesterday"}', "requestedAt must be an RFC 3339 time"),
+    ("shard=0", "not JSON"),
 ])
-def test_a_switchover_that_cannot_happen_is_refused_and_nothing_moves(request_text, fenced, problem):
+def test_a_switchover_that_can_never_happen_is_refused_at_once_and_nothing_moves(request_text, problem):
     w = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(hours=1))], [coreapp("c1"), coreapp("c2")]),
-                         fenced=fenced, switchover=request_text)
+                         switchover=request_text)
     d = decide(w)
     assert d.actions == [] and d.switchover[0] == "Refused" and problem in d.switchover[1]
 
 
-def test_switchover_to_a_coreapp_serving_another_shard_is_refused():
+@pytest.mark.parametrize("to, fenced, problem", [
+    ("c9", (), "c9 cannot take shard 0: no such coreapp is running"),
+    ("c2", ("c2",), "c2 cannot take shard 0: it is fenced"),
+    (None, ("c2",), "no healthy, unfenced standby"),
+])
+def test_a_switchover_that_cannot_happen_yet_waits_then_is_refused_after_its_window(to, fenced, problem):
+    def judged(now):
+        return decide(with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(hours=1))],
+                                             [coreapp("c1"), coreapp("c2")]),
+                                       fenced=fenced, switchover=switchover_request(0, to, T0), now=now))
+    waiting = judged(T0 + dt.timedelta(seconds=5))
+    assert waiting.actions == [] and waiting.switchover == ("Waiting", waiting.switchover[1])
+    assert problem in waiting.switchover[1]
+    late = judged(T0 + dt.timedelta(seconds=SWITCHOVER_WINDOW + 1))
+    assert late.actions == [] and late.switchover[0] == "Refused"
+    assert "not done within 120s of its request" in late.switchover[1] and problem in late.switchover[1]
+
+
+def test_a_waiting_switchover_goes_ahead_once_its_successor_can_take_the_shard():
+    request = switchover_request(0, "c3", T0)
+    before = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(hours=1))],
+                                    [coreapp("c1"), coreapp("c2")]), switchover=request)
+    assert decide(before).switchover[0] == "Waiting"
+    after = with_maintenance(world([moved_shard(0, "c1", T0 - dt.timedelta(hours=1))],
+                                   [coreapp("c1"), coreapp("c2"), coreapp("c3")]), switchover=request)
+    assert kinds(decide(after)) == [("handoff", 0, "c1")]
+
+
+def test_switchover_to_a_coreapp_serving_another_shard_waits():
     w = with_maintenance(world([moved_shard(0, "c1", T0), moved_shard(1, "c2", T0)],
                                [coreapp("c1"), coreapp("c2"), coreapp("c3")]),
                          switchover=switchover_request(0, "c2", T0))
     d = decide(w)
-    assert d.actions == [] and "serves another shard" in d.switchover[1]
+    assert d.actions == [] and d.switchover[0] == "Waiting" and "serves another shard" in d.switchover[1]

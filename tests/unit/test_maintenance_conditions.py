@@ -39,7 +39,8 @@ def test_fenced_coreapps_are_listed_and_a_fenced_owner_still_serving_is_named():
     ({"request": "an older request", "state": "Completed", "message": "x"}, "Unknown", "Requested"),
     ({"request": REQUEST, "state": "InProgress", "message": "moving shard 0 from c1 to c2"}, "Unknown", "InProgress"),
     ({"request": REQUEST, "state": "Completed", "message": "shard 0 is served by c2 (epoch 5)"}, "True", "Completed"),
-    ({"request": REQUEST, "state": "Refused", "message": "c2 cannot take shard 0: it is fenced"}, "False", "Refused"),
+    ({"request": REQUEST, "state": "Waiting", "message": "c2 cannot take shard 0: it is fenced"}, "Unknown", "Waiting"),
+    ({"request": REQUEST, "state": "Refused", "message": "not done within 120s of its request"}, "False", "Refused"),
 ])
 def test_the_switchover_condition_follows_the_masters_answer_to_this_request(answer, status, reason):
     c = conditions(switchover_request=REQUEST, switchover_answer=answer)["Switchover"]

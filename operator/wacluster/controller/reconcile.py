@@ -303,6 +303,7 @@ def _events(old: dict[str, Any], new: dict[str, Any], rollout: Rollout) -> list[
 # Maintenance conditions: an event when the answer changes (reason, then the event's type).
 _MAINTENANCE_EVENTS = {("Switchover", "InProgress"): ("Normal", "SwitchoverStarted"),
                        ("Switchover", "Completed"): ("Normal", "SwitchoverCompleted"),
+                       ("Switchover", "Waiting"): ("Warning", "SwitchoverWaiting"),
                        ("Switchover", "Refused"): ("Warning", "SwitchoverRefused"),
                        ("Fenced", "CoreappsFenced"): ("Normal", "CoreappsFenced"),
                        ("Fenced", "FencedOwnerServing"): ("Warning", "FencedOwnerServing"),

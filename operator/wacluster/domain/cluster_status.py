@@ -122,7 +122,7 @@ def _fenced_condition(obs: Observation) -> dict:
 
 def _switchover_condition(obs: Observation) -> dict:
     """True once the requested switchover completed, False when refused or none was asked for,
-    Unknown while it runs (or before the primary master answered)."""
+    Unknown while it runs or waits (or before the primary master answered)."""
     request, answer = obs.switchover_request, obs.switchover_answer or {}
     if not request:
         return _condition("Switchover", False, "NoneRequested", "no switchover requested", obs.generation)
@@ -135,7 +135,8 @@ def _switchover_condition(obs: Observation) -> dict:
         return _condition("Switchover", True, "Completed", message, obs.generation)
     if state == "Refused":
         return _condition("Switchover", False, "Refused", message, obs.generation)
-    return {**_condition("Switchover", False, "InProgress", message, obs.generation), "status": "Unknown"}
+    reason = "Waiting" if state == "Waiting" else "InProgress"
+    return {**_condition("Switchover", False, reason, message, obs.generation), "status": "Unknown"}
 
 
 def merge_conditions(old: list[dict], new: list[dict], now: str) -> list[dict]:

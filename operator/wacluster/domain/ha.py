@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wacluster.domain.maintenance import MAINTENANCE_RELEASE, Invalid, Switchover, SwitchoverState
+from wacluster.domain.maintenance import MAINTENANCE_RELEASE, SWITCHOVER_WINDOW, Invalid, Switchover, SwitchoverState
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class World:
     db_unhealthy_after: float
     fenced: frozenset[str] = frozenset()
     switchover: Switchover | Invalid | None = None
+    now: dt.datetime | None = None  # the database's clock, read when a switchover is requested
 
 
 @dataclass(frozen=True)
@@ -207,13 +208,18 @@ def _judge_switchover(world: World, busy: set[str], standbys: list[str], decisio
     if owner is not None and (owner == request.to or (request.to is None and moved)):
         decision.switchover = ("Completed", f"shard {shard.shard} is served by {owner} (epoch {shard.epoch})")
         return None
+    problem = None
     if request.to is not None:
-        problem = _unfit_successor(world, request.to, busy)
-        if problem:
-            decision.switchover = ("Refused", f"{request.to} cannot take shard {shard.shard}: {problem}")
-            return None
+        unfit = _unfit_successor(world, request.to, busy)
+        problem = unfit and f"{request.to} cannot take shard {shard.shard}: {unfit}"
     elif not [s for s in standbys if s != owner]:
-        decision.switchover = ("Refused", f"no healthy, unfenced standby coreapp to take shard {shard.shard}")
+        problem = f"no healthy, unfenced standby coreapp to take shard {shard.shard}"
+    if world.now is not None and (world.now - request.requested_at).total_seconds() > SWITCHOVER_WINDOW:
+        decision.switchover = ("Refused", f"not done within {SWITCHOVER_WINDOW:g}s of its request"
+                                          + (f" ({problem})" if problem else ""))
+        return None
+    if problem:
+        decision.switchover = ("Waiting", problem)
         return None
     target = request.to or "a standby"
     decision.switchover = ("InProgress", f"moving shard {shard.shard} from {owner or 'nobody'} to {target}")

@@ -14,7 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-SwitchoverState = Literal["InProgress", "Completed", "Refused"]
+SwitchoverState = Literal["InProgress", "Waiting", "Completed", "Refused"]
+
+# A request that cannot be carried out at once (its successor not up yet, no standby) waits this
+# long, judged again every decision; then it is refused for good, so an old request never moves
+# a shard by surprise when its successor comes back days later.
+SWITCHOVER_WINDOW = 120.0
 
 # The reason a coreapp records when it releases its shard at the master's request.
 MAINTENANCE_RELEASE = "maintenance: "

@@ -46,6 +46,7 @@ async def switchover(args: argparse.Namespace) -> int:
                     return 0
                 if answer["state"] == "Refused":
                     raise Refused(f"switchover refused: {answer['message']}")
+                # Waiting: judged again at every decision until it can go ahead or its window ends.
             await asyncio.sleep(POLL)
         raise Refused(f"no completed switchover within {args.timeout:g}s; the request stays on the cluster "
                       f"({SWITCHOVER_ANNOTATION}); see `kubectl wac status {args.cluster}`")
