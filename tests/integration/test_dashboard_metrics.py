@@ -171,6 +171,11 @@ def test_the_operator_exports_what_the_dashboard_and_alerts_query(operator_confi
                    details=lambda: "\n".join(missing({"operator": scrape(port)}, {"operator"})))
         expiry = scrape(port)["wacluster_api_certificate_expiry_timestamp_seconds"]
         assert {"namespace": ns, "cluster": "wa"} in expiry
+        # Deleted, the cluster's certificate is no longer exported (nor alerted on before its expiry).
+        k("delete", "wac", "wa", "-n", ns, "--wait=false")
+        eventually(lambda: {"namespace": ns, "cluster": "wa"} not in scrape(port).get(
+            "wacluster_api_certificate_expiry_timestamp_seconds", []), 60, interval=0.5,
+                   what="the deleted cluster's certificate expiry gone from the operator's metrics")
     finally:
         operator.stop()
         k("delete", "namespace", ns, "--wait=false", check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -94,6 +95,9 @@ async def run_cluster(name: str, namespace: str, memo: kopf.Memo, logger, **_: A
         _triggers.pop(key, None)
         _phases.pop(key, None)
         _written_status.pop(key, None)
+        # A deleted cluster's certificate would otherwise be alerted on months later.
+        with contextlib.suppress(KeyError):
+            metrics.API_CERTIFICATE_EXPIRY.remove(namespace, name)
         _maintenance_seen.pop(key, None)
         _memory.forget_cluster(namespace, name)
         _publish_phases()
