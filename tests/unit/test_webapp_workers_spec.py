@@ -27,10 +27,23 @@ def test_a_worker_count_is_passed_to_the_webapp():
 
 
 def test_auto_workers_are_passed_to_the_webapp():
-    assert _webapp_args(workers="auto") == ["webapp", "--workers", "auto"]
+    assert _webapp_args(workers="auto", resources={"limits": {"cpu": "2"}}) == ["webapp", "--workers", "auto"]
 
 
 @pytest.mark.parametrize("workers", [0, 65, "all"])
 def test_workers_other_than_a_count_from_1_to_64_or_auto_are_refused(workers):
     with pytest.raises(pydantic.ValidationError):
         WhatsAppClusterSpec.model_validate({"webapps": {"workers": workers}})
+
+
+def test_auto_workers_without_a_cpu_limit_are_refused():
+    with pytest.raises(pydantic.ValidationError, match="limits.cpu"):
+        WhatsAppClusterSpec.model_validate({"webapps": {"workers": "auto"}})
+
+
+def test_several_workers_without_resources_get_a_memory_limit_for_every_process():
+    spec = WhatsAppClusterSpec.model_validate({"webapps": {"workers": 3}})
+    container = webapp_deployment(ClusterView("wa", "ns", "uid-1", spec, "1.0.0"))["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "768Mi"
+    default = webapp_deployment(ClusterView("wa", "ns", "uid-1", WhatsAppClusterSpec(), "1.0.0"))
+    assert default["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "384Mi"

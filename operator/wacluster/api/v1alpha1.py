@@ -125,8 +125,23 @@ class WebappsSpec(RoleSpec):
     workers: Annotated[WebappWorkers, AfterValidator(_webapp_workers)] = Field(
         1, description="Processes per webapp pod sharing the API port (one Python process uses at most one "
                        "core). \"auto\": one per CPU of the container's CPU limit (resources.limits.cpu, rounded "
-                       "up), or per CPU of the node without a limit; give the pod memory for each (about "
-                       "130Mi a worker).")
+                       "up; the limit must be set); each process holds about 130Mi, the parent one too: with "
+                       "resources unset the memory limit grows with the count.")
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        ("!has(self.workers) || type(self.workers) == int || (has(self.resources) && "
+         "has(self.resources.limits) && 'cpu' in self.resources.limits)",
+         "webapps.workers \"auto\" needs webapps.resources.limits.cpu: without a CPU limit it would start "
+         "a worker per CPU of the node"),
+    ))
+
+    @model_validator(mode="after")
+    def _auto_needs_a_cpu_limit(self) -> "WebappsSpec":
+        limits = self.resources.limits if self.resources is not None else None
+        if self.workers == "auto" and not (limits and "cpu" in limits):
+            raise ValueError('webapps.workers "auto" needs webapps.resources.limits.cpu: without a CPU limit it '
+                             "would start a worker per CPU of the node")
+        return self
 
 
 class MonitoringSpec(ApiModel):

@@ -51,12 +51,20 @@ def coreapp_deployment(view: ClusterView) -> dict[str, Any]:
                        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
 
 
+# Memory limit per webapp process with several workers (each measured at 125-145 MiB under load).
+WEBAPP_PROCESS_MEMORY_MI = 192
+
+
 def webapp_deployment(view: ClusterView) -> dict[str, Any]:
     spec = view.spec.webapps
     # The default (1) adds no argument: existing webapps' pods stay as they are.
     workers = ["--workers", str(spec.workers)] if spec.workers != 1 else []
     container = runtime_container(view, Role.WEBAPP, [Role.WEBAPP, *workers],
                                   [{"name": PortName.API, "containerPort": Port.API}], spec.resources)
+    if spec.resources is None and spec.workers != 1:  # the default limit is one process's ("auto" has resources)
+        defaults = container["resources"]
+        container["resources"] = {**defaults, "limits": {**defaults["limits"],
+                                                         "memory": f"{WEBAPP_PROCESS_MEMORY_MI * (spec.workers + 1)}Mi"}}
     container["volumeMounts"].append({"name": "tls", "mountPath": "/etc/wacluster-tls", "readOnly": True})
     admin_secret = view.spec.api.admin_secret_name or view.names.admin_secret
     container["env"] += [
