@@ -132,6 +132,8 @@ class WorkerPool:
         return 0 if all(code == 0 for code in self.exit_codes) else 1
 
     async def _keep(self, index: int) -> None:
+        if self.stopping.is_set():  # a restart that came due during the stop
+            return
         proc = await asyncio.create_subprocess_exec(*self.argv, stdin=asyncio.subprocess.DEVNULL)
         self.procs[index] = proc
         log.info("webapp worker %d started (pid %d)", index, proc.pid)
