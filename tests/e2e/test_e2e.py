@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from wacluster_testenv.eventually import eventually
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("WACLUSTER_E2E_IMAGE", "wacluster:e2e")
+PLUGIN = str(Path(sys.executable).parent / "kubectl-wac")  # installed with the package
 # The upgrade target: the same build under a second tag (a version change is a tag change).
 NEXT_TAG = os.environ.get("WACLUSTER_E2E_NEXT_TAG", "e2e-next")
 POSTGRES_IMAGE = os.environ.get("WACLUSTER_E2E_POSTGRES_IMAGE", "")
@@ -128,6 +130,27 @@ def test_install_run_fail_over_upgrade_and_uninstall(e2e_kubeconfig):
         got = [d["id"] for d in delivered["deliveries"]]
         assert set(ids) <= set(got) and len(got) == len(set(got))
         assert delivered["conflicts"] == [] and delivered["bans"] == []
+
+        # kubectl wac on real pods: the masters read the switchover annotation under the runtime
+        # ServiceAccount's Role, the owner hands off without exiting, nothing is lost.
+        wac = lambda *a: subprocess.run([PLUGIN, "-n", ns, *a], capture_output=True, text=True,  # noqa: E731
+                                        env={**os.environ, "KUBECONFIG": e2e_kubeconfig}, timeout=240)
+        shown = wac("status", "whatsapp")
+        assert shown.returncode == 0 and "Primary master: whatsapp-master-" in shown.stdout, shown.stdout + shown.stderr
+        before = [key.split(":")[0] for key, v in api.health().items()
+                  if v.get("role") == "coreapp" and v.get("gateway_status") == "connected"][0]
+        # The replaced coreapp must be standing by first; until then the switchover is refused.
+        moved = eventually(lambda: (r := wac("switchover", "whatsapp", "--shard", "0", "--timeout", "60"))
+                           .returncode == 0 and r, 240, interval=5, what="a completed switchover")
+        assert "Completed: shard 0 is served by" in moved.stdout and before not in moved.stdout.splitlines()[-1]
+        ids += [api.send_text(f"+1555702{i:04d}", "switched").body["messages"][0]["id"] for i in range(10)]
+        eventually(lambda: set(ids) <= {d["id"] for d in json.loads(k(
+            "exec", "-n", ns, "deploy/whatsapp-sandbox", "--", "python", "-c",
+            "import urllib.request;print(urllib.request.urlopen("
+            "'http://127.0.0.1:6200/inspect/deliveries').read().decode())"))["deliveries"]}, 60, interval=1,
+                   what="every message delivered after the switchover")
+        logs = wac("logs", "whatsapp", "--role", "master", "--tail", "50")
+        assert logs.returncode == 0 and "[whatsapp-master-" in logs.stdout and "switchover" in logs.stdout
     finally:
         port_forward.terminate()
 
