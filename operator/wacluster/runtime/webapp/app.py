@@ -150,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     cloud_gateway = cloud_gateway_settings() if os.environ.get(Env.CLOUD_ACCESS_TOKEN) else None
 
     async def main() -> None:
+        # First, before the slow start: a SIGTERM while starting (a pool stopping a worker it just
+        # started) then ends the start cleanly instead of killing the process.
+        stop = asyncio.Event()
+        install_stop_signals(stop)
         # A client waits at most DATABASE_WAIT for a connection; then it gets a 503 and Retry-After.
         pool = await open_pool(conninfo_from_env(), min_size=2, max_size=16, timeout=DATABASE_WAIT)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
@@ -168,8 +172,6 @@ def run(args: argparse.Namespace) -> int:
                                 args.media_max_bytes) if cloud_gateway else None
         app = build_app(handlers, Auth(pool, username, password, args.token_ttl),
                         Media(pool, Path(args.media_dir), args.media_max_bytes, cloud_in), contacts, cloud)
-        stop = asyncio.Event()
-        install_stop_signals(stop)
         supervisor = Supervisor(log)
         supervisor.add("shard-map", cache.run, Policy.RESTART)
         supervisor.add("shard-map-listener", cache.listener.run, Policy.RESTART)

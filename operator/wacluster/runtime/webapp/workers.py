@@ -162,6 +162,11 @@ class WorkerPool:
                 proc.kill()
                 code = await proc.wait()
             if sig == signal.SIGTERM:
+                if code == -signal.SIGTERM and not (self.folder / READY_MARKER.format(pid=proc.pid)).exists():
+                    # Stopped while still importing, before it could handle the signal: it never
+                    # served a request, so nothing was cut off.
+                    log.info("webapp worker pid %d stopped before it was serving", proc.pid)
+                    code = 0
                 self.exit_codes.append(code)
                 if code != 0:
                     log.error("webapp worker pid %d exited with %d on stop", proc.pid, code)
