@@ -101,7 +101,7 @@ def story(kubectl, kubeconfig: str, namespace: str, say) -> None:
                                         f"'http://127.0.0.1:{Port.GATEWAY}/inspect/deliveries').read().decode())"))
             return len(report["deliveries"]), len(report["conflicts"]), len(report["bans"])
 
-        seed_story(api, say, fail, sandbox_counts, timeout=60)
+        seed_story(api, say, fail, sandbox_counts, timeout=120)  # a cold first run is slower
     finally:
         forward.terminate()
 

@@ -31,7 +31,7 @@ def seed_story(api: ApiClient, say: Callable[[str], None], fail: Callable[[str],
     # Unregistered coreapps answer "Service not ready" until the account exists; what matters
     # first is that all four report and one master is primary.
     eventually(lambda: len(h := api.health()) == 4 and any(v.get("role") == "primary_master" for v in h.values()),
-               timeout, what="every node reporting")
+               timeout, what="every node reporting", details=lambda: str(api.health()))
     show_health(api, "before registration")
     say("registering the account (POST /v1/account, then /v1/account/verify with the sandbox's code)")
     api.request("POST", "/v1/account", {"cc": "1", "phone_number": "5550001111", "method": "sms", "cert": "ZGVtbw=="})
