@@ -28,10 +28,11 @@ class ShardRow:
     revoked: bool
     lease_expired: bool
     reason: str = ""          # why the row last changed (a promotion, revocation or release)
+    read_at: datetime | None = None  # the database's clock when the row was read
 
 
 _SELECT = ("SELECT shard, coreapp, epoch, master_term, since, lease_until, revoked, "
-           "lease_until <= now() AS lease_expired, reason FROM shard_map")
+           "lease_until <= now() AS lease_expired, reason, now() FROM shard_map")
 
 
 async def read(conn: AsyncConnection) -> list[ShardRow]:

@@ -59,7 +59,7 @@ class World:
     db_unhealthy_after: float
     fenced: frozenset[str] = frozenset()
     switchover: Switchover | Invalid | None = None
-    now: dt.datetime | None = None  # the database's clock, read when a switchover is requested
+    now: dt.datetime | None = None  # the database's clock when the shard map was read
 
 
 @dataclass(frozen=True)

@@ -60,14 +60,13 @@ class WorldReader:
         s = settings
         self.nodes = nodes
         requested = self.annotations.get(SWITCHOVER_ANNOTATION)
-        now = (await (await conn.execute("SELECT now()")).fetchone())[0] if requested else None
         world = World(
             shards=[ShardState(r.shard, r.coreapp, r.epoch, r.lease_expired, r.revoked, r.since, r.reason) for r in rows],
             coreapps=coreapps, shard_count=int(s["shards"]), masters_alive=len(alive_masters),
             registered=self.registered, heartbeat_interval=float(s["heartbeat_interval"]),
             unhealthy_interval=float(s["unhealthy_interval"]), db_unhealthy_after=float(s["db_unhealthy_after"]),
             fenced=parse_fenced(self.annotations.get(FENCED_ANNOTATION)),
-            switchover=parse_switchover(requested), now=now)
+            switchover=parse_switchover(requested), now=rows[0].read_at if rows else None)
         return world, rows
 
     async def _pods_gone(self, coreapps: set[str]) -> set[str]:
